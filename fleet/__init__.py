@@ -1,0 +1,1 @@
+"""The fleet manager: registry, desired/reported config, ingest, alarms, rollouts, dashboard and cloud sync (to come with the fleet issue). Must not import edge_core's runtime, only its shared schemas."""

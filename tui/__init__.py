@@ -1,0 +1,1 @@
+"""The Textual technician console, `branchline tui` (to come with the console issue)."""
