@@ -1,0 +1,206 @@
+"""The edge daemon: wires config, store, media relay and the SIP stack onto one loop.
+
+``branchline edge run`` builds an :class:`EdgeDaemon` and runs it until SIGTERM or
+SIGINT. Shutdown refuses new calls (503), lets in-flight transactions finish, hangs up
+calls still up (BYE on both legs, a CDR each), flushes the store, and returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import cython_ext
+from edge_core.config.schema import SiteConfig
+from edge_core.media.relay import MediaRelay
+from edge_core.sip.core import SipCore
+from edge_core.sip.registrar import Binding
+from edge_core.sip.transaction import TimerSettings, TransactionLayer
+from edge_core.sip.transport import SipEndpoint, TcpConnection, UdpProtocol
+from edge_core.store.db import BindingRow, EdgeStore
+
+log = logging.getLogger("edge")
+
+SHUTDOWN_GRACE_S = 10.0
+
+
+def _binding_row(b: Binding) -> BindingRow:
+    return BindingRow(
+        aor=b.aor,
+        contact=b.contact,
+        expires_at=b.expires_at,
+        call_id=b.call_id,
+        cseq=b.cseq,
+        source=f"{b.transport}:{b.source[0]}:{b.source[1]}",
+        user_agent=b.user_agent,
+    )
+
+
+def _binding(row: BindingRow) -> Binding:
+    transport, host, port = row.source.rsplit(":", 2)
+    return Binding(
+        aor=row.aor,
+        extension=row.aor.removeprefix("sip:").partition("@")[0],
+        contact=row.contact,
+        expires_at=row.expires_at,
+        call_id=row.call_id,
+        cseq=row.cseq,
+        source=(host, int(port)),
+        transport=transport,
+        user_agent=row.user_agent,
+    )
+
+
+class EdgeDaemon:
+    def __init__(self, config: SiteConfig, ready_file: str | None = None) -> None:
+        self.config = config
+        self.ready_file = ready_file
+        self.stopping = asyncio.Event()
+        self.store: EdgeStore | None = None
+        self._writes: asyncio.Queue[object] = asyncio.Queue()
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> int:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        self.store = store = await EdgeStore.open(config.store.path)
+        media = MediaRelay(config.media.host, config.media.rtp_port_min, config.media.rtp_port_max)
+        await media.start()
+        layer = TransactionLayer(TimerSettings(t1_s=config.sip.t1_ms / 1000.0))
+        endpoint = SipEndpoint(layer, None, config.sip.max_message_bytes)
+        host = config.sip.listen_host
+        udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(endpoint), local_addr=(host, config.sip.udp_port))
+        tcp_server = await loop.create_server(lambda: TcpConnection(endpoint), host, config.sip.tcp_port)
+        local = {
+            "udp": udp.get_extra_info("sockname")[:2],
+            "tcp": tcp_server.sockets[0].getsockname()[:2],
+        }
+        core = SipCore(config, layer, media, local, time.time, os.urandom(32))
+        endpoint.core = core
+        core.registrar.restore([_binding(r) for r in await store.load_bindings(time.time())], time.time())
+        endpoint.after_step = lambda: self._collect(core)
+        writer = asyncio.create_task(self._write_records())
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop)
+        kernels = cython_ext.implementations()
+        log.info(
+            "edge %s listening sip udp %s:%d tcp %s:%d, media %s, kernels %s",
+            config.site.id, *local["udp"], *local["tcp"], media.implementation, kernels,
+        )
+        self._write_ready(local, media.implementation, kernels)
+        expiry = asyncio.create_task(self._expire_bindings(core, endpoint))
+
+        await self.stopping.wait()
+        log.info("stopping: refusing new calls, finishing transactions")
+        endpoint.accepting_new = False
+        await self._drain(core, layer, endpoint)
+        expiry.cancel()
+        self._collect(core)
+        await self._writes.join()
+        writer.cancel()
+        endpoint.close()
+        tcp_server.close()
+        await media.stop()
+        await store.close()
+        if self.ready_file:
+            Path(self.ready_file).unlink(missing_ok=True)
+        log.info("stopped; %s", dict(endpoint.counters))
+        return 0
+
+    async def _drain(self, core: SipCore, layer: TransactionLayer, endpoint: SipEndpoint) -> None:
+        deadline = time.monotonic() + SHUTDOWN_GRACE_S
+        while layer.pending_count() and time.monotonic() < deadline:
+            await self._next_step(endpoint)
+        now = endpoint.loop.time()
+        core.b2bua.hang_up_all(now)
+        endpoint.step(now)
+        while layer.pending_count() and time.monotonic() < deadline:
+            await self._next_step(endpoint)
+
+    async def _next_step(self, endpoint: SipEndpoint) -> None:
+        """Wait until the endpoint handles something (a message or a timer), or 50 ms."""
+        waiter = endpoint.loop.create_future()
+        previous = endpoint.after_step
+
+        def _done() -> None:
+            if previous is not None:
+                previous()
+            if not waiter.done():
+                waiter.set_result(None)
+
+        endpoint.after_step = _done
+        try:
+            await asyncio.wait_for(waiter, 0.05)
+        except TimeoutError:
+            pass
+        finally:
+            endpoint.after_step = previous
+
+    def _collect(self, core: SipCore) -> None:
+        """Queue what the stack produced for the store (CDRs, binding changes)."""
+        if core.b2bua.records:
+            for record in core.b2bua.records:
+                self._writes.put_nowait(record)
+            core.b2bua.records.clear()
+        if core.registrar.changes:
+            for change in core.registrar.changes:
+                self._writes.put_nowait(change)
+            core.registrar.changes.clear()
+
+    async def _write_records(self) -> None:
+        from edge_core.sip.registrar import BindingChange
+        from edge_core.store.db import CdrRow
+
+        assert self.store is not None
+        while True:
+            item = await self._writes.get()
+            try:
+                if isinstance(item, CdrRow):
+                    await self.store.insert_cdr(item)
+                elif isinstance(item, BindingChange):
+                    if item.removed:
+                        await self.store.delete_binding(item.binding.aor, item.binding.contact)
+                    else:
+                        await self.store.upsert_binding(_binding_row(item.binding))
+            except Exception:
+                log.exception("store write failed for %r", item)
+            finally:
+                self._writes.task_done()
+
+    async def _expire_bindings(self, core: SipCore, endpoint: SipEndpoint) -> None:
+        while True:
+            await asyncio.sleep(30)  # housekeeping period, not a wait for an event
+            core.registrar.expire(time.time())
+            self._collect(core)
+
+    def _write_ready(self, local: dict[str, tuple[str, int]], media: str, kernels: dict[str, str]) -> None:
+        if not self.ready_file:
+            return
+        info = {
+            "pid": os.getpid(),
+            "site": self.config.site.id,
+            "sip_udp": list(local["udp"]),
+            "sip_tcp": list(local["tcp"]),
+            "media": media,
+            "kernels": kernels,
+        }
+        path = Path(self.ready_file)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(path)  # atomic: a reader never sees half a file
+
+
+def run_edge(config: SiteConfig, ready_file: str | None = None) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this is for odd platforms
+        return asyncio.run(EdgeDaemon(config, ready_file).run())
+    return uvloop.run(EdgeDaemon(config, ready_file).run())

@@ -1,0 +1,103 @@
+"""``branchline``: the one command, with a sub-command per part of the product.
+
+Sub-commands import their part lazily, so ``branchline edge check`` does not load the
+simulator and a missing optional part cannot break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def _edge_check(args: argparse.Namespace) -> int:
+    from edge_core.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(
+        f"{args.config}: valid (site {config.site.id}, {len(config.extensions)} extensions, "
+        f"{len(config.trunks)} trunks, {len(config.routes)} routes)"
+    )
+    return 0
+
+
+def _edge_run(args: argparse.Namespace) -> int:
+    from edge_core.app import run_edge
+    from edge_core.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return run_edge(config, args.ready_file)
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+    from importlib.metadata import version
+
+    import cython_ext
+
+    print(json.dumps({"version": version("branchline"), "kernels": cython_ext.implementations()}))
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from appliance.sim.phones import main as sim_main
+
+    return sim_main(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge_core.demo import run_demo
+
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="branchline", description="Branchline contact-center edge and fleet")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    edge = sub.add_parser("edge", help="the edge daemon").add_subparsers(dest="edge_command", required=True)
+    run = edge.add_parser("run", help="run the edge daemon until SIGTERM")
+    run.add_argument("--config", required=True, help="site config YAML")
+    run.add_argument("--ready-file", help="write listening ports as JSON here once ready")
+    run.set_defaults(func=_edge_run)
+    check = edge.add_parser("check", help="validate a site config and exit")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=_edge_check)
+
+    info = sub.add_parser("info", help="version and which kernel implementations are loaded")
+    info.set_defaults(func=_info)
+
+    sim = sub.add_parser("sim", help="simulated phones: register and place calls through an edge")
+    sim.add_argument("--edge", required=True, help="edge SIP address host:port (UDP)")
+    sim.add_argument("--config", required=True, help="the edge's site config (phones use its extensions)")
+    sim.add_argument("--phones", type=int, default=4, help="how many extensions to register")
+    sim.add_argument("--calls", type=int, default=4, help="how many calls to place")
+    sim.add_argument("--talk-s", type=float, default=2.0, help="seconds each answered call lasts")
+    sim.set_defaults(func=_sim)
+
+    demo = sub.add_parser("demo", help="edge + simulated phones on free ports; prints the CDRs")
+    demo.add_argument("--calls", type=int, default=4)
+    demo.add_argument("--keep-running", action="store_true", help="leave the edge up after the calls")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

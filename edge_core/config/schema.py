@@ -1,0 +1,191 @@
+"""The site configuration schema: one module, shared by the edge and (later) the fleet.
+
+Every number a person might tune lives here with its unit in the name. Loading an
+invalid file raises :class:`ConfigError` whose lines name the path of each bad field
+(``routes[1].match: not a valid regular expression: ...``); nothing starts on it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Port = Annotated[int, Field(ge=0, le=65535)]  # 0: pick a free port at start
+Number = Annotated[str, Field(pattern=r"^[0-9*#+]{1,32}$")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteInfo(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    name: str = ""
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+
+class SipSettings(_Strict):
+    listen_host: str = "127.0.0.1"
+    udp_port: Port = 5060
+    tcp_port: Port = 5060
+    domain: str = "branch.local"
+    realm: str = "branch.local"
+    auth_required: bool = True
+    max_message_bytes: int = Field(default=65535, ge=1500, le=1_048_576)
+    nonce_ttl_s: float = Field(default=300.0, gt=0)
+    registration_min_expires_s: int = Field(default=60, ge=1)
+    registration_max_expires_s: int = Field(default=3600, ge=1)
+    ring_timeout_s: float = Field(default=60.0, gt=0)
+    t1_ms: int = Field(default=500, ge=50, le=5000)
+    user_agent: str = "Branchline-edge"
+
+    @model_validator(mode="after")
+    def _expires_order(self) -> SipSettings:
+        if self.registration_min_expires_s > self.registration_max_expires_s:
+            raise ValueError("registration_min_expires_s is above registration_max_expires_s")
+        return self
+
+
+class MediaSettings(_Strict):
+    host: str = "127.0.0.1"
+    rtp_port_min: int = Field(default=20000, ge=1024, le=65534)
+    rtp_port_max: int = Field(default=29999, ge=1025, le=65535)
+
+    @model_validator(mode="after")
+    def _range(self) -> MediaSettings:
+        if self.rtp_port_max - self.rtp_port_min < 3:
+            raise ValueError("rtp_port_max must be at least rtp_port_min + 3 (two legs)")
+        return self
+
+
+class StoreSettings(_Strict):
+    path: str = "var/edge.db"
+
+
+class Extension(_Strict):
+    number: Number
+    password: str = Field(min_length=4)
+    name: str = ""
+
+
+class Trunk(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    host: str
+    port: Port = 5060
+    transport: Literal["udp", "tcp"] = "udp"
+    username: str | None = None
+    password: str | None = None
+    # calls from this address are accepted without digest auth (the peer authenticates by IP)
+    trusted: bool = True
+
+
+class Route(_Strict):
+    """``match`` is a regular expression on the dialled number; ``\\1`` etc. in
+    ``extension`` / ``number`` refer to its groups."""
+
+    match: str
+    extension: str | None = None
+    trunk: str | None = None
+    number: str = r"\g<0>"
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Route:
+        if (self.extension is None) == (self.trunk is None):
+            raise ValueError("a route needs exactly one of 'extension' or 'trunk'")
+        return self
+
+
+class SiteConfig(_Strict):
+    site: SiteInfo
+    sip: SipSettings = SipSettings()
+    media: MediaSettings = MediaSettings()
+    store: StoreSettings = StoreSettings()
+    extensions: list[Extension] = []
+    trunks: list[Trunk] = []
+    routes: list[Route] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> SiteConfig:
+        numbers = [e.number for e in self.extensions]
+        dupes = sorted({n for n in numbers if numbers.count(n) > 1})
+        if dupes:
+            raise ValueError(f"extensions: duplicate number(s) {', '.join(dupes)}")
+        trunk_names = {t.name for t in self.trunks}
+        for i, route in enumerate(self.routes):
+            if route.trunk is not None and route.trunk not in trunk_names:
+                raise ValueError(f"routes[{i}].trunk: no trunk named {route.trunk!r}")
+        return self
+
+
+class ConfigError(Exception):
+    """An invalid site configuration; ``problems`` are ``(path, reason)`` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in problems)
+        super().__init__(f"invalid configuration {source}:\n{lines}")
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse_config(data: object, source: str = "<config>") -> SiteConfig:
+    """Validate already-loaded YAML/JSON data."""
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("(top level)", "expected a mapping of sections")])
+    try:
+        return SiteConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append((_path(err["loc"]), msg))
+        raise ConfigError(source, problems) from None
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Read and validate a YAML site config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", exc.strerror or str(exc))]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(str(path), [(where, f"YAML syntax: {getattr(exc, 'problem', exc)}")]) from None
+    return parse_config(data, str(path))

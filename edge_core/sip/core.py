@@ -1,0 +1,219 @@
+"""The edge's SIP transaction user: what to do with each request and response.
+
+Sits on the transaction layer (``transaction.py``) and dispatches: REGISTER to the
+registrar after digest authentication (401), INVITE through authentication (407),
+the dial plan and the B2BUA, OPTIONS answered here, in-dialog requests to their call.
+Sans-I/O: the daemon feeds it events and drains what the layer has to send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from edge_core.config.schema import SiteConfig
+from edge_core.media.sdp import SdpError, SessionDescription
+from edge_core.routing.dialplan import DialPlan, ExtensionTarget, TrunkTarget
+from edge_core.sip import transaction as txl
+from edge_core.sip.auth import DigestChallenger
+from edge_core.sip.b2bua import B2BUA
+from edge_core.sip.message import NameAddr, Request, Response, SipParseError, SipUri, new_tag
+from edge_core.sip.registrar import Registrar
+
+log = logging.getLogger("edge.sip")
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO"
+
+
+class SipCore:
+    def __init__(
+        self,
+        config: SiteConfig,
+        layer: txl.TransactionLayer,
+        media: Any,
+        local: dict[str, tuple[str, int]],
+        wall: Callable[[], float],
+        secret: bytes,
+    ) -> None:
+        sip = config.sip
+        self.config = config
+        self.layer = layer
+        self.wall = wall
+        self.passwords = {e.number: e.password for e in config.extensions}
+        self.dialplan = DialPlan(config)
+        self.registrar = Registrar(sip.domain, sip.registration_min_expires_s, sip.registration_max_expires_s)
+        self.challenger = DigestChallenger(sip.realm, secret, nonce_ttl_s=sip.nonce_ttl_s)
+        self.b2bua = B2BUA(
+            layer,
+            media,
+            local,
+            wall,
+            domain=sip.domain,
+            ring_timeout_s=sip.ring_timeout_s,
+            user_agent=sip.user_agent,
+            media_host=config.media.host,
+        )
+        self.counters: Counter[str] = Counter()
+
+    # -- the event pump ---------------------------------------------------------------
+    def handle_event(self, event: object, now: float) -> None:
+        if isinstance(event, txl.RequestReceived):
+            self.counters[f"request.{event.request.method}"] += 1
+            self._on_request(event.request, event.transaction, event.addr, event.transport, now)
+        elif isinstance(event, txl.ResponseReceived):
+            self.b2bua.on_response(event.response, event.transaction, now)
+        elif isinstance(event, txl.TransactionTimedOut):
+            self.counters["transaction.timeout"] += 1
+            self.b2bua.on_timeout(event.transaction, now)
+        elif isinstance(event, txl.CancelReceived):
+            self.b2bua.on_cancel(event.invite_transaction, now)
+        elif isinstance(event, txl.AckReceived):
+            self.b2bua.on_ack(event.request, now)
+        elif isinstance(event, txl.AckTimedOut):
+            self.counters["ack.timeout"] += 1
+            self.b2bua.on_ack_timeout(event.response, now)
+        elif isinstance(event, txl.StrayResponse):
+            self.b2bua.on_stray_response(event.response)
+
+    def get_timer(self) -> float | None:
+        return self.b2bua.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        self.b2bua.handle_timer(now)
+
+    # -- requests ---------------------------------------------------------------------
+    def _on_request(self, req: Request, tx: Any, addr: tuple[str, int], transport: str, now: float) -> None:
+        if req.to_tag is not None:
+            found = self.b2bua.find_dialog(req)
+            if found is None:
+                self._reply(tx, 481, now)
+            else:
+                self.b2bua.on_in_dialog(found[0], found[1], req, tx, now)
+            return
+        method = req.method
+        if method == "INVITE":
+            self._on_invite(req, tx, addr, transport, now)
+        elif method == "REGISTER":
+            self._on_register(req, tx, addr, transport, now)
+        elif method == "OPTIONS":
+            resp = Response.for_request(req, 200, to_tag=new_tag())
+            resp.add_header("Allow", ALLOW)
+            resp.add_header("Accept", "application/sdp")
+            self.layer.send_response(tx, resp, now)
+        elif method in ("BYE", "CANCEL"):
+            self._reply(tx, 481, now)
+        else:
+            resp = Response.for_request(req, 405, to_tag=new_tag())
+            resp.add_header("Allow", ALLOW)
+            self.layer.send_response(tx, resp, now)
+
+    def _reply(self, tx: Any, status: int, now: float, reason: str | None = None) -> None:
+        resp = Response.for_request(tx.request, status, reason, to_tag=new_tag())
+        self.layer.send_response(tx, resp, now)
+
+    def _authenticate(self, req: Request, tx: Any, now: float, *, proxy: bool) -> str | None:
+        """The authenticated extension number, or None after sending 401/407/403."""
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        credentials = req.header(header)
+        wall = self.wall()
+        stale = False
+        if credentials is not None:
+            result = self.challenger.verify(credentials, req.method, self.passwords.get, wall)
+            if result.ok and result.username is not None:
+                return result.username
+            self.counters["auth.failed"] += 1
+            if not result.stale:
+                log.info("auth failed for %s from %s: %s", req.method, tx.addr, result.reason)
+                self._reply(tx, 403, now, "Forbidden")
+                return None
+            stale = True
+        status = 407 if proxy else 401
+        resp = Response.for_request(req, status, to_tag=new_tag())
+        name = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+        for value in self.challenger.challenge(wall, stale=stale):
+            resp.add_header(name, value)
+        self.layer.send_response(tx, resp, now)
+        return None
+
+    def _on_register(self, req: Request, tx: Any, addr: tuple[str, int], transport: str, now: float) -> None:
+        try:
+            aor = SipUri.parse(NameAddr.parse(req.header("To") or "").uri)
+        except SipParseError as exc:
+            self._reply(tx, 400, now, f"Bad To: {exc}"[:60])
+            return
+        extension = aor.user or ""
+        if extension not in self.passwords:
+            self._reply(tx, 404, now)
+            return
+        username = self._authenticate(req, tx, now, proxy=False)
+        if username is None:
+            return
+        if username != extension:
+            self._reply(tx, 403, now, "Wrong Identity For AOR")
+            return
+        resp = self.registrar.handle_register(req, extension, addr, transport, self.wall(), new_tag())
+        self.layer.send_response(tx, resp, now)
+
+    def _on_invite(self, req: Request, tx: Any, addr: tuple[str, int], transport: str, now: float) -> None:
+        max_forwards = req.header("Max-Forwards")
+        if max_forwards is not None and max_forwards.strip() == "0":
+            self._reply(tx, 483, now)
+            return
+        try:
+            ruri = SipUri.parse(req.uri)
+            caller = SipUri.parse(NameAddr.parse(req.header("From") or "").uri)
+        except SipParseError as exc:
+            self._reply(tx, 400, now, f"Bad URI: {exc}"[:60])
+            return
+        trunk = self.dialplan.trunk_for_source(*addr)
+        caller_number = caller.user or "anonymous"
+        if trunk is None and self.config.sip.auth_required:
+            username = self._authenticate(req, tx, now, proxy=True)
+            if username is None:
+                return
+            caller_number = username
+        dialled = ruri.user or ""
+        target = self.dialplan.route(dialled)
+        if target is None:
+            self._reply(tx, 404, now)
+            return
+        if isinstance(target, ExtensionTarget):
+            bindings = self.registrar.lookup(target.number, self.wall())
+            if target.number not in self.passwords:
+                self._reply(tx, 404, now)
+                return
+            if not bindings:
+                self._reply(tx, 480, now)
+                return
+            binding = bindings[0]
+            target_uri, target_addr, target_transport = binding.contact, binding.source, binding.transport
+            destination = f"extension:{target.number}"
+        else:
+            assert isinstance(target, TrunkTarget)
+            t = target.trunk
+            target_uri = f"sip:{target.number}@{t.host}:{t.port}"
+            target_addr, target_transport = (t.host, t.port), t.transport
+            destination = f"trunk:{t.name}"
+        offer = None
+        if req.body:
+            try:
+                offer = SessionDescription.parse(req.body)
+            except SdpError as exc:
+                self._reply(tx, 400, now, f"Bad SDP: {exc}"[:80])
+                return
+        self.b2bua.start_call(
+            req,
+            tx,
+            addr,
+            transport,
+            offer,
+            caller_number=caller_number,
+            dialled=dialled,
+            destination=destination,
+            target_uri=target_uri,
+            target_addr=target_addr,
+            target_transport=target_transport,
+            now=now,
+        )
