@@ -1,0 +1,73 @@
+"""Shared fixtures. Real peers (sipp, the edge daemon) come from tests/sipp.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sipp import EdgeProcess, Sipp, deep_merge, default_edge_config, sipp_binary
+
+
+@pytest.fixture
+def sipp_bin() -> str:
+    """Path of sipp; skips the test when it is not installed."""
+    binary = sipp_binary()
+    if binary is None:
+        pytest.skip("sipp not installed (Debian package sip-tester; `make test` installs it)")
+    return binary
+
+
+@pytest.fixture
+def sipp_factory(sipp_bin: str, tmp_path: Path) -> Iterator[Callable[..., Sipp]]:
+    """``sipp_factory(scenario, **Sipp kwargs)`` -> an unstarted Sipp; all are stopped at teardown."""
+    made: list[Sipp] = []
+
+    def make(scenario: str | Path, **kwargs: Any) -> Sipp:
+        kwargs.setdefault("sipp_bin", sipp_bin)
+        sipp = Sipp(tmp_path, scenario, **kwargs)
+        made.append(sipp)
+        return sipp
+
+    yield make
+    for sipp in made:
+        if sipp.running():
+            sipp.stop(grace_s=1.0)
+
+
+@pytest.fixture
+def edge_factory(tmp_path: Path) -> Iterator[Callable[..., EdgeProcess]]:
+    """``edge_factory(overrides={...}, start=True)`` -> a running EdgeProcess.
+
+    ``overrides`` is deep-merged over ``default_edge_config`` (lists replace).
+    Every edge still running at teardown is stopped with SIGTERM and must exit 0.
+    """
+    made: list[EdgeProcess] = []
+
+    def make(
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        start: bool = True,
+        ready_timeout_s: float = 15.0,
+    ) -> EdgeProcess:
+        workdir = tmp_path / f"edge{len(made)}"
+        workdir.mkdir()
+        config = deep_merge(default_edge_config(workdir), overrides or {})
+        edge = EdgeProcess(workdir, config)
+        made.append(edge)
+        if start:
+            edge.start(timeout_s=ready_timeout_s)
+        return edge
+
+    yield make
+    errors = []
+    for edge in made:
+        if edge.running():
+            try:
+                edge.stop()
+            except AssertionError as exc:
+                errors.append(str(exc))
+    if errors:
+        pytest.fail("edge did not stop cleanly:\n" + "\n".join(errors))
