@@ -176,7 +176,14 @@ def build_authorization(
 
 
 class DigestChallenger:
-    """The server side: issues challenges and checks answers, for one realm."""
+    """The server side: issues challenges and checks answers, for one realm.
+
+    Interop: SIPp 3.6 (Debian's sip-tester) reads the ``algorithm`` of the first
+    challenge only and knows MD5 alone, so with the default order it gives up
+    ("authentication must use MD5 or AKAv1-MD5"); give such peers
+    ``algorithms=("MD5", "SHA-256")`` or ``("MD5",)``. RFC 8760 clients take the first
+    algorithm they support, so the default keeps SHA-256 first.
+    """
 
     def __init__(
         self, realm: str, secret: bytes, *, nonce_ttl_s: float = 300.0,
@@ -214,7 +221,8 @@ class DigestChallenger:
         """Check an Authorization / Proxy-Authorization value for a ``method`` request.
 
         ``password_for`` maps a username to its password (None: no such user). With
-        ``uri``, the answer's ``uri`` must equal it (the request's Request-URI)."""
+        ``uri``, the answer's ``uri`` must equal it (the request's Request-URI); leave it
+        None for SIPp, whose answers carry ``sip:<remote host:port>`` instead."""
         scheme = authorization.split(None, 1)[0] if authorization.strip() else ""
         if scheme.lower() != "digest":  # checked first: other schemes have other syntax
             return _refuse(f"malformed Authorization: scheme {scheme[:20]!r} is not Digest")
