@@ -1,0 +1,221 @@
+"""``branchline demo`` (what ``make demo`` runs): the edge and four simulated phones in
+one process, on free ports, then the call records the edge wrote.
+
+The example site (``examples/site.yaml``) is loaded and adjusted so the demo can run
+anywhere, next to anything: SIP on ports the kernel picks, an RTP range chosen at
+random among free ports, and a fresh store in a temporary directory. The daemon runs
+on the same loop as the phones; the demo waits for its listening sockets through a
+readiness hook rather than for a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import random
+import socket
+import sys
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from edge_core.app import EdgeDaemon
+from edge_core.config.schema import ConfigError, SiteConfig, parse_config
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
+DEMO_TALK_S = 2.0
+DEMO_PHONES = 4
+RTP_RANGE_PORTS = 200  # 100 legs: far more than the demo's concurrent calls need
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 20.0
+
+
+class _DemoDaemon(EdgeDaemon):
+    """The edge daemon plus a future that resolves to its SIP addresses once it listens."""
+
+    def __init__(self, config: SiteConfig) -> None:
+        super().__init__(config, None)
+        self.listening: asyncio.Future[dict[str, tuple[str, int]]] = asyncio.get_running_loop().create_future()
+
+    def _write_ready(self, local: dict[str, tuple[str, int]], media: str, kernels: dict[str, str]) -> None:
+        super()._write_ready(local, media, kernels)
+        if not self.listening.done():
+            self.listening.set_result(dict(local))
+
+    async def flushed(self) -> None:
+        """Every call record produced so far is in the store."""
+        await self._writes.join()
+
+
+def _free_rtp_base(host: str, count: int = RTP_RANGE_PORTS, attempts: int = 50) -> int:
+    """An even port starting a range whose first few ports are free right now.
+
+    Below the Linux ephemeral range (32768+) so the kernel's own picks for the SIP
+    and phone sockets do not land in it; the relay skips any port taken later anyway.
+    """
+    for _ in range(attempts):
+        base = random.randrange(21000, 32000 - count) & ~1
+        probe = []
+        try:
+            for port in range(base, base + 8):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                probe.append(s)
+                s.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for s in probe:
+                s.close()
+        return base
+    return 20000
+
+
+def demo_config(source: Path, store_dir: Path) -> SiteConfig:
+    """The example site with free ports and a store under ``store_dir``."""
+    data: Any = yaml.safe_load(source.read_text())
+    if not isinstance(data, dict):
+        raise ConfigError(str(source), [("(top level)", "expected a mapping of sections")])
+    sip = data.setdefault("sip", {})
+    sip["udp_port"] = 0
+    sip["tcp_port"] = 0
+    media = data.setdefault("media", {})
+    base = _free_rtp_base(media.get("host", "127.0.0.1"))
+    media["rtp_port_min"], media["rtp_port_max"] = base, base + RTP_RANGE_PORTS - 1
+    data.setdefault("store", {})["path"] = str(store_dir / "edge.db")
+    return parse_config(data, str(source))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def cdr_table(rows: list[Any], zone: str) -> str:
+    """CDRs as a fixed-width table, times in the site's time zone."""
+    tz = ZoneInfo(zone)
+    head = ("time", "from", "to", "destination", "disposition", "hangup", "talk", "SIP", "RTP a>b", "RTP b>a")
+    lines = [head]
+    for r in sorted(rows, key=lambda r: r.start_time):
+        talk = r.end_time - r.answer_time if r.answer_time is not None and r.end_time is not None else None
+        lines.append((
+            datetime.fromtimestamp(r.start_time, tz).strftime("%H:%M:%S"),
+            r.from_number, r.to_number, r.destination, r.disposition, r.hangup_side or "-",
+            _duration(talk), f"{r.sip_status}", str(r.packets_a_to_b), str(r.packets_b_to_a),
+        ))  # fmt: skip
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+async def _read_cdrs(path: str, limit: int) -> list[Any]:
+    from edge_core.store.db import EdgeStore
+
+    store = await EdgeStore.open(path)
+    try:
+        return list(await store.list_cdrs(limit))
+    finally:
+        await store.close()
+
+
+def _next_steps(edge: tuple[str, int]) -> str:
+    return f"""
+What to do next
+  run the edge on its own:  .venv/bin/branchline edge run --config examples/site.yaml --ready-file var/ready.json
+                            (site.yaml asks for free ports: its log line and var/ready.json say
+                            which; set sip.udp_port to 5060 for real phones; Ctrl-C stops it)
+  call through it:          .venv/bin/branchline sim --edge 127.0.0.1:<its udp port> --config examples/site.yaml --phones 4 --calls 8
+                            (this demo's edge was {edge[0]}:{edge[1]})
+  validate a config:        .venv/bin/branchline edge check --config examples/site.yaml
+  run the tests:            make test
+  measure call setup rate:  .venv/bin/python bench/sip_cps.py --quick
+"""
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    if not EXAMPLE_CONFIG.is_file():
+        print(f"branchline demo: the example site config is missing: {EXAMPLE_CONFIG}\n"
+              "  (the demo runs from a source checkout: `make demo` in the repository)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    store_dir = Path(tempfile.mkdtemp(prefix="branchline-demo-"))
+    try:
+        config = demo_config(EXAMPLE_CONFIG, store_dir)
+    except ConfigError as exc:
+        print(f"branchline demo: {exc}", file=sys.stderr)
+        return 2
+
+    daemon = _DemoDaemon(config)
+    edge_task = asyncio.create_task(daemon.run(), name="edge")
+    await asyncio.wait({edge_task, daemon.listening}, timeout=READY_TIMEOUT_S,
+                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    if not daemon.listening.done():
+        if edge_task.done():
+            exc = edge_task.exception()
+            print(f"branchline demo: the edge stopped before it was ready: {exc!r}", file=sys.stderr)
+            return 1
+        print(f"branchline demo: the edge was not ready after {READY_TIMEOUT_S:.0f} s", file=sys.stderr)
+        daemon.stop()
+        await asyncio.wait({edge_task}, timeout=STOP_TIMEOUT_S)
+        return 1
+    edge = daemon.listening.result()["udp"]
+    print(f"edge {config.site.id} ({config.site.name}) listening on sip udp {edge[0]}:{edge[1]}, "
+          f"rtp {config.media.rtp_port_min}-{config.media.rtp_port_max}, store {config.store.path}")  # fmt: skip
+
+    from appliance.sim.phones import SimError, run_sim, summary
+
+    calls_ok = False
+    try:
+        results = await run_sim(config, edge, phones=DEMO_PHONES, calls=args.calls, talk_s=DEMO_TALK_S)
+        print(summary(results))
+        calls_ok = len(results) == args.calls and all(r.ok for r in results)
+    except SimError as exc:
+        print(f"branchline demo: {exc}", file=sys.stderr)
+
+    if args.keep_running:
+        await daemon.flushed()
+        rows = await _read_cdrs(config.store.path, max(50, args.calls * 2))
+        _print_records(rows, config, edge)
+        print(f"the edge keeps running on sip udp {edge[0]}:{edge[1]}; Ctrl-C stops it")
+        rc = await _stopped(edge_task, None)
+    else:
+        daemon.stop()
+        rc = await _stopped(edge_task, STOP_TIMEOUT_S)
+        rows = await _read_cdrs(config.store.path, max(50, args.calls * 2))
+        _print_records(rows, config, edge)
+    return 0 if calls_ok and rc == 0 and len(rows) >= args.calls else 1
+
+
+async def _stopped(edge_task: asyncio.Task[int], timeout_s: float | None) -> int:
+    """The daemon's exit status once it has stopped; 1 when it failed or hung."""
+    try:
+        return await asyncio.wait_for(edge_task, timeout_s)
+    except TimeoutError:
+        print(f"branchline demo: the edge did not stop within {timeout_s:.0f} s", file=sys.stderr)
+    except Exception as exc:  # the daemon crashed: say so; the records may still be there
+        print(f"branchline demo: the edge failed: {exc!r}", file=sys.stderr)
+    return 1
+
+
+def _print_records(rows: list[Any], config: SiteConfig, edge: tuple[str, int]) -> None:
+    print(f"\ncall records ({len(rows)}) in {config.store.path}, times in {config.site.timezone}:")
+    print(cdr_table(rows, config.site.timezone))
+    print(_next_steps(edge))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Entry point of ``branchline demo``; returns the exit status."""
+    if not getattr(args, "verbose", 0):
+        logging.getLogger().setLevel(logging.WARNING)  # the edge's INFO lines would bury the table
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        return asyncio.run(_demo(args))
+    return uvloop.run(_demo(args))

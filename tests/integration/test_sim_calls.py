@@ -1,0 +1,117 @@
+"""Simulated phones calling through a real edge daemon (a child process).
+
+The phones run on the test's loop over real UDP sockets; the edge is
+``branchline edge run`` from tests/sipp.py's EdgeProcess. CDRs are read from the
+edge's SQLite store after the daemon has stopped, as an operator would find them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.sim.phones import Phone, SimError
+from tests.sipp import REPO_ROOT, EdgeProcess
+
+pytestmark = pytest.mark.timeout(90)
+
+DOMAIN = "test.local"  # tests/sipp.py default_edge_config
+USERS = {"1001": "pw1001", "2001": "pw2001", "1003": "pw1003"}
+OVERRIDES = {
+    "extensions": [{"number": n, "password": p} for n, p in USERS.items()],
+    "sip": {"t1_ms": 100},  # a lost datagram costs 100 ms, not 500 ms
+}
+
+
+@pytest.fixture
+def edge(edge_factory: Callable[..., EdgeProcess]) -> EdgeProcess:
+    return edge_factory(OVERRIDES)
+
+
+@pytest.fixture
+async def phones(edge: EdgeProcess) -> AsyncIterator[dict[str, Phone]]:
+    """1001 and 2001 started and registered; 1003 exists in the config but never registers."""
+    made = {n: Phone(n, USERS[n], edge.sip_udp, DOMAIN) for n in ("1001", "2001")}
+    for phone in made.values():
+        await phone.start()
+    try:
+        await asyncio.gather(*(p.register() for p in made.values()))
+        yield made
+    finally:
+        for phone in made.values():
+            await phone.close()
+
+
+async def _cdrs(edge: EdgeProcess) -> list[Any]:
+    from edge_core.store.db import EdgeStore
+
+    store = await EdgeStore.open(edge.config["store"]["path"])
+    try:
+        return list(await store.list_cdrs(20))
+    finally:
+        await store.close()
+
+
+async def test_call_through_edge_has_rtp_both_ways_and_a_cdr(
+    edge: EdgeProcess, phones: dict[str, Phone]
+) -> None:
+    alice, bob = phones["1001"], phones["2001"]
+    result = await alice.call("2001", talk_s=0.6, callee=bob)
+
+    assert result.error == ""
+    assert (result.status, result.hangup_side) == (200, "caller")
+    assert result.ringing_s is not None and result.answered_s is not None
+    assert result.ringing_s <= result.answered_s
+    assert result.caller_sent >= 25 and result.caller_received > 0
+    assert result.callee_sent is not None and result.callee_sent > 0
+    assert result.callee_received is not None and result.callee_received > 0
+    inc = next(iter(bob.incoming.values()))
+    assert inc.caller == f"sip:1001@{DOMAIN}"  # the edge presents the authenticated caller
+
+    edge.stop()  # SIGTERM; exit 0 asserted; the store is flushed and closed
+    (cdr,) = await _cdrs(edge)
+    assert cdr.disposition == "answered"
+    assert cdr.hangup_side == "caller"
+    assert (cdr.from_number, cdr.to_number, cdr.destination) == ("1001", "2001", "extension:2001")
+    assert cdr.sip_status == 200
+    assert cdr.answer_time is not None and cdr.end_time >= cdr.answer_time
+    assert cdr.packets_a_to_b > 0 and cdr.packets_b_to_a > 0
+
+
+async def test_call_to_unregistered_extension_gets_480(edge: EdgeProcess, phones: dict[str, Phone]) -> None:
+    result = await phones["1001"].call("1003", talk_s=0.1)
+    assert result.status == 480, result.line(1)
+    assert result.hangup_side is None and result.caller_sent == 0
+
+
+@pytest.mark.parametrize("number", ["12345", "3999"], ids=["no-route", "routed-to-missing-extension"])
+async def test_call_to_unknown_number_gets_404(
+    edge: EdgeProcess, phones: dict[str, Phone], number: str
+) -> None:
+    result = await phones["1001"].call(number, talk_s=0.1)
+    assert result.status == 404, result.line(1)
+
+
+async def test_register_with_wrong_password_is_refused(edge: EdgeProcess) -> None:
+    async with Phone("1003", "not-the-password", edge.sip_udp, DOMAIN) as phone:
+        with pytest.raises(SimError, match="403"):
+            await phone.register()
+
+
+@pytest.mark.slow
+def test_branchline_demo_exits_0_and_prints_cdrs(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge_core.cli", "demo", "--calls", "2"],
+        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    assert "call records (2)" in proc.stdout
+    answered = [line for line in proc.stdout.splitlines() if "extension:" in line and " answered " in line]
+    assert len(answered) == 2, proc.stdout
+    assert "branchline edge run --config examples/site.yaml" in proc.stdout
