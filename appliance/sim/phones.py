@@ -182,9 +182,10 @@ class Phone:
         for dialog in self._dialogs.values():
             if dialog.rtp is not None:
                 dialog.rtp.close()
-        for inc in self.incoming.values():
-            if inc.task is not None:
-                inc.task.cancel()
+        tasks = [inc.task for inc in self.incoming.values() if inc.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.endpoint is not None:
             self.endpoint.close()
 
@@ -422,9 +423,9 @@ class Phone:
         rtp.remote = target
         sdp = self._sdp(rtp.local[1], inc.token)
         loop = asyncio.get_running_loop()
+        inc.answered = True
         self.layer.send_2xx_reliably(inc.invite_tx, self._response(inc.invite_tx.request, 200, dialog, sdp), loop.time())
         self._flush()
-        inc.answered = True
         await rtp.talk(None)  # until the BYE stops it
 
     def _end_incoming(self, inc: IncomingCall) -> None:
