@@ -8,6 +8,8 @@ edge's SQLite store after the daemon has stopped, as an operator would find them
 from __future__ import annotations
 
 import asyncio
+import itertools
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from appliance.sim.phones import Phone, SimError
+from appliance.sim.rtp import RtpStream, parse_header
 from tests.sipp import REPO_ROOT, EdgeProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -111,3 +114,30 @@ def test_branchline_demo_exits_0_and_prints_cdrs(tmp_path: Path) -> None:
     answered = [line for line in proc.stdout.splitlines() if "extension:" in line and " answered " in line]
     assert len(answered) == 2, proc.stdout
     assert "branchline edge run --config examples/site.yaml" in proc.stdout
+
+
+async def test_phone_rtp_is_20ms_pcmu_with_consecutive_sequence_and_timestamp() -> None:
+    """What the phones put on the wire, checked on a plain socket (no edge)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.bind(("127.0.0.1", 0))
+        stream = await RtpStream.open("127.0.0.1")
+        stream.remote = sink.getsockname()
+        await stream.talk(0.1)
+        stream.close()
+        sink.setblocking(False)
+        packets = []
+        while True:
+            try:
+                packets.append(sink.recv(2048))
+            except BlockingIOError:
+                break
+    assert len(packets) == stream.packets_sent == 5
+    parsed = [parse_header(p) for p in packets]
+    headers = [h for h in parsed if h is not None]
+    assert len(headers) == 5 and all(len(p) == 12 + 160 for p in packets)
+    assert {h.payload_type for h in headers} == {0}
+    assert [h.marker for h in headers] == [True, False, False, False, False]
+    assert len({h.ssrc for h in headers}) == 1
+    for before, after in itertools.pairwise(headers):
+        assert after.sequence == (before.sequence + 1) & 0xFFFF
+        assert after.timestamp == (before.timestamp + 160) & 0xFFFFFFFF
