@@ -11,10 +11,31 @@ Processes are only ever signalled by their own pid.
   and stops it with SIGTERM, expecting exit 0.
 * ``wait_for`` / ``wait_for_async`` poll a condition until a deadline.
 
-Scenario parameters (see each XML file's header comment):
-``tests/scenarios/register*.xml`` and ``uac_auth.xml`` read the caller from an
-``-inf`` CSV written by ``write_users_csv``; ``uac_expect_*.xml`` and
-``uac_cancel.xml`` dial ``-s SERVICE`` and answer a challenge with ``-au/-ap``.
+Scenarios in tests/scenarios (each file's header comment has the details):
+
+====================  ==========================================================
+register              REGISTER -> 401/407 -> REGISTER with digest -> 200
+register_badpw        same with a wrong password -> 403 or a second 401
+uac_auth              INVITE -> 401/407 -> INVITE with digest -> 200, ACK, BYE
+uac_cancel            INVITE -> 180/183 -> CANCEL -> 200 + 487 (any order) -> ACK
+uac_expect_404/480/   INVITE -> that final status -> ACK
+  486/noanswer        (noanswer: 408 or 480)
+uac_wait_bye          INVITE -> 200 -> ACK -> the callee's BYE -> 200
+uas_answer            INVITE -> 180 -> 200 (SDP) -> ACK -> BYE -> 200
+uas_bye               INVITE -> 180 -> 200 -> ACK -> pause (-d) -> BYE -> 200
+uas_busy              INVITE -> 486 -> ACK
+uas_noanswer          INVITE -> 180 -> CANCEL -> 200, 487 -> ACK
+fake_registrar,       test doubles (SIPp as registrar / challenging callee) that
+fake_challenger       validate the scenarios above without the edge
+====================  ==========================================================
+
+Parameters: ``register*.xml`` and ``uac_auth.xml`` take the caller from an
+``-inf`` CSV written by ``write_users_csv`` (SIPp 3.6 cannot nest ``[fieldN]``
+inside ``[authentication]`` in a scenario, but expands one injected by a field).
+``uac_*`` scenarios dial ``-s SERVICE``; ``uac_expect_*`` and ``uac_cancel``
+answer a 401/407 once with ``-au/-ap``. SIPp's digest ``uri`` is
+``sip:REMOTE_IP:REMOTE_PORT`` unless ``auth_uri`` (``-auth_uri``) is given,
+which is the REGISTER Request-URI here but not an INVITE's.
 """
 
 from __future__ import annotations
@@ -627,7 +648,11 @@ class EdgeProcess:
         self.stdout_path = self.workdir / "edge.stdout.log"
         self.stderr_path = self.workdir / "edge.stderr.log"
         self.command = list(command) if command else edge_command(self.config_path, self.ready_path)
-        self.env = {**os.environ, **(env or {})}
+        # The daemon runs with cwd=workdir: keep the repo importable without an install.
+        pythonpath = os.pathsep.join(
+            p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p
+        )
+        self.env = {**os.environ, "PYTHONPATH": pythonpath, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
 
