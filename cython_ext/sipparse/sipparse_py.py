@@ -26,6 +26,8 @@ Rules (the stub ``_sipparse.pyi`` is the API):
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from cython_ext.sipparse.errors import SipParseError, describe
 
 __all__ = ["IMPLEMENTATION", "ParsedMessage", "SipParseError", "message_length", "parse_message"]
@@ -286,41 +288,47 @@ def _parse_status_line(line: bytes) -> tuple[int, str]:
     return status, reason.decode("utf-8", "surrogateescape")
 
 
-def _header_fields(head: bytes, strict: bool = True) -> list[tuple[bytes, bytes]]:
-    """Split the header lines into (name, unfolded value) pairs, in message order.
+def _header_fields(head: bytes, strict: bool = True) -> Iterator[tuple[bytes, bytes]]:
+    """Yield (name, unfolded value) for each header field, in message order.
 
-    With ``strict=False`` (framing only) malformed lines are skipped instead of rejected.
+    A field is yielded as soon as its last continuation line has been read, before the
+    next line is looked at, so errors are reported in message order.  With
+    ``strict=False`` (framing only) malformed lines are skipped instead of rejected.
     """
-    fields: list[tuple[bytes, bytes]] = []
     if not head:
-        return fields
+        return
+    name: bytes | None = None
+    value = b""
     for line in head.split(b"\n"):
         if line.endswith(b"\r"):
             line = line[:-1]
         if line[:1] in (b" ", b"\t"):  # continuation of a folded value (RFC 3261 §7.3.1)
-            if not fields:
+            if name is None:
                 if strict:
                     raise SipParseError("continuation line before the first header field")
                 continue
-            name, value = fields[-1]
-            fields[-1] = (name, value.rstrip(_WSP) + b" " + line.strip(_WSP))
+            value = value.rstrip(_WSP) + b" " + line.strip(_WSP)
             continue
+        if name is not None:
+            yield name, value.strip(_WSP)
+            name = None
         colon = line.find(b":")
-        name = line[:colon].rstrip(_WSP)
-        if colon < 0 or not _is_token(name):
+        field_name = line[:colon].rstrip(_WSP)
+        if colon < 0 or not _is_token(field_name):
             if not strict:
                 continue
             if colon < 0:
                 raise SipParseError(f"header line without ':' ({describe(line)})")
-            if not name:
+            if not field_name:
                 raise SipParseError("header field with an empty name")
-            raise SipParseError(f"header field name {describe(name)} is not a token")
-        fields.append((name, line[colon + 1 :].strip(_WSP)))
-    return [(name, value.strip(_WSP)) for name, value in fields]
+            raise SipParseError(f"header field name {describe(field_name)} is not a token")
+        name, value = field_name, line[colon + 1 :].strip(_WSP)
+    if name is not None:
+        yield name, value.strip(_WSP)
 
 
 def _parse_headers(
-    fields: list[tuple[bytes, bytes]], method: str, max_size: int
+    fields: Iterable[tuple[bytes, bytes]], method: str, max_size: int
 ) -> tuple[list[tuple[str, str]], int]:
     """Normalise, split and check the header fields; return (headers, Content-Length)."""
     headers: list[tuple[str, str]] = []
