@@ -37,6 +37,12 @@ def _require_compiled() -> ModuleType:
     return COMPILED
 
 
+@pytest.fixture(scope="module")
+def compiled() -> ModuleType:
+    """The compiled implementation, for the tests that compare it with the twin."""
+    return _require_compiled()
+
+
 @pytest.fixture(scope="module", params=["c-extension", "pure-python"])
 def sip(request: pytest.FixtureRequest) -> ModuleType:
     """The implementation under test."""
@@ -770,14 +776,12 @@ def test_generated_valid_message_round_trips(sip, data):
 
 @settings(max_examples=500, deadline=None)
 @given(data=ANY_INPUT | valid_messages())
-def test_both_implementations_agree_on_every_input(data):
-    compiled = _require_compiled()
+def test_both_implementations_agree_on_every_input(compiled, data):
     assert outcome(compiled.parse_message, data) == outcome(sipparse_py.parse_message, data)
     assert outcome(compiled.message_length, data) == outcome(sipparse_py.message_length, data)
 
 
 @pytest.mark.parametrize("name", sorted(RFC4475))
-def test_both_implementations_agree_on_rfc4475(name):
-    compiled = _require_compiled()
+def test_both_implementations_agree_on_rfc4475(compiled, name):
     data = RFC4475[name]
     assert outcome(compiled.parse_message, data) == outcome(sipparse_py.parse_message, data)
