@@ -48,6 +48,9 @@ class SipSettings(_Strict):
     auth_required: bool = True
     max_message_bytes: int = Field(default=65535, ge=1500, le=1_048_576)
     nonce_ttl_s: float = Field(default=300.0, gt=0)
+    # Challenge order, preferred first (RFC 7616 §3.7). MD5 leads by default because
+    # SIPp 3.6 and many desk phones read only the first challenge and know only MD5.
+    digest_algorithms: list[Literal["MD5", "SHA-256"]] = Field(default=["MD5", "SHA-256"], min_length=1)
     registration_min_expires_s: int = Field(default=60, ge=1)
     registration_max_expires_s: int = Field(default=3600, ge=1)
     ring_timeout_s: float = Field(default=60.0, gt=0)

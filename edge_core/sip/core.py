@@ -44,7 +44,9 @@ class SipCore:
         self.passwords = {e.number: e.password for e in config.extensions}
         self.dialplan = DialPlan(config)
         self.registrar = Registrar(sip.domain, sip.registration_min_expires_s, sip.registration_max_expires_s)
-        self.challenger = DigestChallenger(sip.realm, secret, nonce_ttl_s=sip.nonce_ttl_s)
+        self.challenger = DigestChallenger(
+            sip.realm, secret, nonce_ttl_s=sip.nonce_ttl_s, algorithms=tuple(sip.digest_algorithms)
+        )
         self.b2bua = B2BUA(
             layer,
             media,
