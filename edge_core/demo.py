@@ -106,7 +106,7 @@ def cdr_table(rows: list[Any], zone: str) -> str:
         talk = r.end_time - r.answer_time if r.answer_time is not None and r.end_time is not None else None
         lines.append((
             datetime.fromtimestamp(r.start_time, tz).strftime("%H:%M:%S"),
-            r.from_number, r.to_number, r.destination, r.disposition, r.hangup_side or "-",
+            r.from_number, r.to_number, r.destination or "-", r.disposition, r.hangup_side or "-",
             _duration(talk), f"{r.sip_status}", str(r.packets_a_to_b), str(r.packets_b_to_a),
         ))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
