@@ -154,12 +154,12 @@ async def _demo(args: argparse.Namespace) -> int:
 
     daemon = _DemoDaemon(config)
     edge_task = asyncio.create_task(daemon.run(), name="edge")
-    await asyncio.wait({edge_task, daemon.listening}, timeout=READY_TIMEOUT_S,
-                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    first: set[asyncio.Future[Any]] = {edge_task, daemon.listening}
+    await asyncio.wait(first, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
     if not daemon.listening.done():
         if edge_task.done():
-            exc = edge_task.exception()
-            print(f"branchline demo: the edge stopped before it was ready: {exc!r}", file=sys.stderr)
+            failure = edge_task.exception()
+            print(f"branchline demo: the edge stopped before it was ready: {failure!r}", file=sys.stderr)
             return 1
         print(f"branchline demo: the edge was not ready after {READY_TIMEOUT_S:.0f} s", file=sys.stderr)
         daemon.stop()
