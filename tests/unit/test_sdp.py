@@ -358,7 +358,7 @@ def test_arbitrary_input_raises_only_sdp_error(body: bytes) -> None:
 
 token = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=8)
 free_text = st.text(
-    st.characters(blacklist_characters="\r\n\x00", blacklist_categories=("Cs",)), max_size=16
+    st.characters(exclude_characters="\r\n\x00", exclude_categories=["Cs"]), max_size=16
 )
 payload_type = st.integers(0, 127)
 address = st.one_of(st.ip_addresses().map(str), st.just("0.0.0.0"))

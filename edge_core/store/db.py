@@ -1,0 +1,309 @@
+"""The edge's SQLite store v0: registrar bindings and call detail records.
+
+One aiosqlite connection in WAL mode, schema versioned with ``PRAGMA user_version``
+and an ordered list of migrations. Writes are serialised by an asyncio lock so one
+task's transaction never interleaves with another task's statements on the shared
+connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+__all__ = [
+    "DISPOSITIONS",
+    "HANGUP_SIDES",
+    "MIGRATIONS",
+    "BindingRow",
+    "CdrRow",
+    "EdgeStore",
+    "StoreError",
+]
+
+DISPOSITIONS = ("answered", "no-answer", "busy", "failed", "cancelled", "rejected")
+HANGUP_SIDES = ("caller", "callee", "edge")
+
+# How long a statement waits for another connection's write lock (the TUI or a
+# maintenance tool may open the database too) before failing with "database is locked".
+_BUSY_TIMEOUT_MS = 5000
+
+
+def _sql_in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# Ordered schema migrations: applying MIGRATIONS[i] brings user_version to i + 1.
+# Append only — a migration that has shipped is never edited.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE bindings (
+            aor         TEXT NOT NULL,
+            contact     TEXT NOT NULL,
+            expires_at  REAL NOT NULL,
+            call_id     TEXT NOT NULL,
+            cseq        INTEGER NOT NULL,
+            source      TEXT NOT NULL,
+            user_agent  TEXT,
+            PRIMARY KEY (aor, contact)
+        ) WITHOUT ROWID
+        """,
+        "CREATE INDEX bindings_by_expiry ON bindings (expires_at)",
+        f"""
+        CREATE TABLE cdrs (
+            id              INTEGER PRIMARY KEY,
+            call_id         TEXT NOT NULL UNIQUE,
+            a_call_id       TEXT NOT NULL,
+            b_call_id       TEXT,
+            from_uri        TEXT NOT NULL,
+            from_number     TEXT NOT NULL,
+            to_number       TEXT NOT NULL,
+            destination     TEXT,
+            start_time      REAL NOT NULL,
+            answer_time     REAL,
+            end_time        REAL NOT NULL,
+            disposition     TEXT NOT NULL CHECK (disposition IN ({_sql_in(DISPOSITIONS)})),
+            hangup_side     TEXT NOT NULL CHECK (hangup_side IN ({_sql_in(HANGUP_SIDES)})),
+            sip_status      INTEGER NOT NULL CHECK (sip_status BETWEEN 100 AND 699),
+            sip_reason      TEXT NOT NULL,
+            a_rtp_port      INTEGER,
+            b_rtp_port      INTEGER,
+            packets_a_to_b  INTEGER NOT NULL DEFAULT 0,
+            packets_b_to_a  INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    ),
+)
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (not WAL-capable, duplicate CDR...)."""
+
+
+@dataclass(frozen=True)
+class BindingRow:
+    """One registrar binding of a contact to an address-of-record (RFC 3261 §10)."""
+
+    aor: str
+    """Address-of-record, e.g. ``sip:1001@branch``."""
+    contact: str
+    """The registered Contact URI."""
+    expires_at: float
+    """Unix epoch seconds after which the binding is gone."""
+    call_id: str
+    """Call-ID of the REGISTER that created or refreshed it (§10.3 step 7)."""
+    cseq: int
+    """CSeq number of that REGISTER."""
+    source: str
+    """Transport and address it came from, e.g. ``udp:192.0.2.10:5060``."""
+    user_agent: str | None = None
+    """The phone's User-Agent header, if it sent one."""
+
+
+@dataclass(frozen=True)
+class CdrRow:
+    """One call detail record, written when the call ends."""
+
+    call_id: str
+    """The edge's own call id (a UUID string)."""
+    a_call_id: str
+    """SIP Call-ID of the caller's leg."""
+    b_call_id: str | None
+    """SIP Call-ID of the callee's leg, None if no outgoing leg was created."""
+    from_uri: str
+    """The caller's From URI."""
+    from_number: str
+    """The caller's number (From user part)."""
+    to_number: str
+    """The dialled number."""
+    destination: str | None
+    """Where routing sent the call, e.g. ``extension:1001`` or ``trunk:pstn``."""
+    start_time: float
+    """Unix epoch seconds the INVITE arrived."""
+    answer_time: float | None
+    """Unix epoch seconds the call was answered, None if unanswered."""
+    end_time: float
+    """Unix epoch seconds the call ended."""
+    disposition: str
+    """One of ``DISPOSITIONS``."""
+    hangup_side: str
+    """One of ``HANGUP_SIDES``: who ended the call."""
+    sip_status: int
+    """Final SIP status of the call (200, 486, 487, 408, 404, 480...)."""
+    sip_reason: str
+    """Reason phrase that went with ``sip_status``."""
+    a_rtp_port: int | None = None
+    """The edge's RTP port for the caller's leg, None without media."""
+    b_rtp_port: int | None = None
+    """The edge's RTP port for the callee's leg, None without media."""
+    packets_a_to_b: int = 0
+    """RTP packets relayed from caller to callee."""
+    packets_b_to_a: int = 0
+    """RTP packets relayed from callee to caller."""
+
+    def __post_init__(self) -> None:
+        if self.disposition not in DISPOSITIONS:
+            raise ValueError(f"disposition {self.disposition!r} is not one of {DISPOSITIONS}")
+        if self.hangup_side not in HANGUP_SIDES:
+            raise ValueError(f"hangup_side {self.hangup_side!r} is not one of {HANGUP_SIDES}")
+        if not 100 <= self.sip_status <= 699:
+            raise ValueError(f"sip_status {self.sip_status} is not a SIP status code")
+
+
+_BINDING_COLUMNS = ", ".join(f.name for f in fields(BindingRow))
+_CDR_COLUMNS = ", ".join(f.name for f in fields(CdrRow))
+
+
+def _placeholders(row_type: type) -> str:
+    return ", ".join("?" for _ in fields(row_type))
+
+
+class EdgeStore:
+    """The edge's database. Open with ``await EdgeStore.open(path)``."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> EdgeStore:
+        """Open (creating if needed) the database at ``path`` and migrate it."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: no implicit transactions; we BEGIN/COMMIT explicitly.
+        db = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            async with db.execute("PRAGMA journal_mode=WAL") as cursor:
+                row = await cursor.fetchone()
+            mode = row[0] if row else None
+            if mode != "wal":
+                raise StoreError(f"{path}: cannot use WAL journal (got {mode!r})")
+            # WAL + synchronous=NORMAL: a commit survives the process being killed (the
+            # WAL is in the OS page cache); on power loss the last few transactions may
+            # be lost, never corrupted. Revisited in the survivable-mode issue.
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+            store = cls(db, path)
+            await store._migrate()
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        async with self._lock:
+            await self._db.close()
+
+    async def schema_version(self) -> int:
+        """``PRAGMA user_version``: how many ``MIGRATIONS`` are applied."""
+        return int(await self._pragma("user_version"))
+
+    async def journal_mode(self) -> str:
+        return str(await self._pragma("journal_mode"))
+
+    async def _pragma(self, name: str) -> Any:
+        async with self._lock, self._db.execute(f"PRAGMA {name}") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None
+        return row[0]
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        # BEGIN IMMEDIATE takes the write lock up front, so a concurrent writer in
+        # another process waits (busy_timeout) instead of failing half-way through.
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as db:
+            # Re-read inside the write lock: another process may have just migrated.
+            async with db.execute("PRAGMA user_version") as cursor:
+                row = await cursor.fetchone()
+            current = int(row[0]) if row else 0
+            if current > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path}: schema version {current} is newer than this software "
+                    f"({len(MIGRATIONS)})"
+                )
+            for version, statements in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in statements:
+                    await db.execute(statement)
+                # user_version lives in the database header, so it commits atomically
+                # with the migration's DDL.
+                await db.execute(f"PRAGMA user_version={version}")
+
+    # -- registrar bindings (RFC 3261 §10) -----------------------------------------
+    async def upsert_binding(self, b: BindingRow) -> None:
+        """Insert or refresh the binding of ``b.contact`` to ``b.aor``."""
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO bindings ({_BINDING_COLUMNS}) "
+                f"VALUES ({_placeholders(BindingRow)}) "
+                "ON CONFLICT (aor, contact) DO UPDATE SET "
+                "expires_at=excluded.expires_at, call_id=excluded.call_id, "
+                "cseq=excluded.cseq, source=excluded.source, user_agent=excluded.user_agent",
+                astuple(b),
+            )
+
+    async def delete_binding(self, aor: str, contact: str) -> None:
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM bindings WHERE aor=? AND contact=?", (aor, contact))
+
+    async def delete_bindings(self, aor: str) -> None:
+        """Remove every binding of an AOR (REGISTER with ``Contact: *``, §10.2.2)."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM bindings WHERE aor=?", (aor,))
+
+    async def load_bindings(self, now: float) -> list[BindingRow]:
+        """Delete bindings expired at ``now`` (unix epoch) and return the rest."""
+        async with self._transaction() as db:
+            await db.execute("DELETE FROM bindings WHERE expires_at <= ?", (now,))
+            async with db.execute(
+                f"SELECT {_BINDING_COLUMNS} FROM bindings ORDER BY aor, contact"
+            ) as cursor:
+                rows = await cursor.fetchall()
+        return [BindingRow(*row) for row in rows]
+
+    # -- call detail records -------------------------------------------------------
+    async def insert_cdr(self, cdr: CdrRow) -> int:
+        """Store a finished call's record; return its row id (increasing)."""
+        try:
+            async with self._transaction() as db:
+                cursor = await db.execute(
+                    f"INSERT INTO cdrs ({_CDR_COLUMNS}) VALUES ({_placeholders(CdrRow)})",
+                    astuple(cdr),
+                )
+                row_id = cursor.lastrowid
+        except sqlite3.IntegrityError as exc:
+            if "cdrs.call_id" in str(exc):
+                raise StoreError(f"a CDR for call {cdr.call_id} is already stored") from exc
+            raise
+        assert row_id is not None
+        return row_id
+
+    async def list_cdrs(self, limit: int = 100) -> list[CdrRow]:
+        """The most recently stored CDRs, newest first."""
+        async with (
+            self._lock,
+            self._db.execute(
+                f"SELECT {_CDR_COLUMNS} FROM cdrs ORDER BY id DESC LIMIT ?", (limit,)
+            ) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return [CdrRow(*row) for row in rows]
