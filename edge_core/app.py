@@ -63,9 +63,15 @@ class EdgeDaemon:
         self.stopping = asyncio.Event()
         self.store: EdgeStore | None = None
         self._writes: asyncio.Queue[object] = asyncio.Queue()
+        # resolves to {"udp": (host, port), "tcp": (host, port)} once the edge listens
+        self.listening: asyncio.Future[dict[str, tuple[str, int]]] = asyncio.get_running_loop().create_future()
 
     def stop(self) -> None:
         self.stopping.set()
+
+    async def flush(self) -> None:
+        """Return once every record produced so far is in the store."""
+        await self._writes.join()
 
     async def run(self) -> int:
         config = self.config
@@ -96,6 +102,7 @@ class EdgeDaemon:
             config.site.id, *local["udp"], *local["tcp"], media.implementation, kernels,
         )
         self._write_ready(local, media.implementation, kernels)
+        self.listening.set_result(dict(local))
         expiry = asyncio.create_task(self._expire_bindings(core, endpoint))
 
         await self.stopping.wait()
@@ -117,12 +124,12 @@ class EdgeDaemon:
 
     async def _drain(self, core: SipCore, layer: TransactionLayer, endpoint: SipEndpoint) -> None:
         deadline = time.monotonic() + SHUTDOWN_GRACE_S
-        while layer.pending_count() and time.monotonic() < deadline:
+        while layer.in_flight_count() and time.monotonic() < deadline:
             await self._next_step(endpoint)
         now = endpoint.loop.time()
         core.b2bua.hang_up_all(now)
         endpoint.step(now)
-        while layer.pending_count() and time.monotonic() < deadline:
+        while layer.in_flight_count() and time.monotonic() < deadline:
             await self._next_step(endpoint)
 
     async def _next_step(self, endpoint: SipEndpoint) -> None:

@@ -35,23 +35,6 @@ READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 20.0
 
 
-class _DemoDaemon(EdgeDaemon):
-    """The edge daemon plus a future that resolves to its SIP addresses once it listens."""
-
-    def __init__(self, config: SiteConfig) -> None:
-        super().__init__(config, None)
-        self.listening: asyncio.Future[dict[str, tuple[str, int]]] = asyncio.get_running_loop().create_future()
-
-    def _write_ready(self, local: dict[str, tuple[str, int]], media: str, kernels: dict[str, str]) -> None:
-        super()._write_ready(local, media, kernels)
-        if not self.listening.done():
-            self.listening.set_result(dict(local))
-
-    async def flushed(self) -> None:
-        """Every call record produced so far is in the store."""
-        await self._writes.join()
-
-
 def _free_rtp_base(host: str, count: int = RTP_RANGE_PORTS, attempts: int = 50) -> int:
     """An even port starting a range whose first few ports are free right now.
 
@@ -152,7 +135,7 @@ async def _demo(args: argparse.Namespace) -> int:
         print(f"branchline demo: {exc}", file=sys.stderr)
         return 2
 
-    daemon = _DemoDaemon(config)
+    daemon = EdgeDaemon(config)
     edge_task = asyncio.create_task(daemon.run(), name="edge")
     first: set[asyncio.Future[Any]] = {edge_task, daemon.listening}
     await asyncio.wait(first, timeout=READY_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
@@ -180,7 +163,7 @@ async def _demo(args: argparse.Namespace) -> int:
         print(f"branchline demo: {exc}", file=sys.stderr)
 
     if args.keep_running:
-        await daemon.flushed()
+        await daemon.flush()
         rows = await _read_cdrs(config.store.path, max(50, args.calls * 2))
         _print_records(rows, config, edge)
         print(f"the edge keeps running on sip udp {edge[0]}:{edge[1]}; Ctrl-C stops it")

@@ -251,6 +251,32 @@ class B2BUA:
         heapq.heappush(self._timers, (now + self.ring_timeout_s, next(self._seq), call.id, "ring"))
         return call
 
+    def record_refused(self, invite: Request, caller_number: str, dialled: str, status: int, reason: str) -> None:
+        """A CDR for a call refused before any callee was tried (404, 480, 483 ...)."""
+        now = self.wall()
+        self.records.append(
+            CdrRow(
+                call_id=str(uuid.uuid4()),
+                a_call_id=invite.call_id,
+                b_call_id=None,
+                from_uri=NameAddr.parse(invite.header("From") or "").uri,
+                from_number=caller_number,
+                to_number=dialled,
+                destination=None,
+                start_time=now,
+                answer_time=None,
+                end_time=now,
+                disposition="rejected",
+                hangup_side="edge",
+                sip_status=status,
+                sip_reason=reason,
+                a_rtp_port=None,
+                b_rtp_port=None,
+                packets_a_to_b=0,
+                packets_b_to_a=0,
+            )
+        )
+
     # -- events from the transaction layer ----------------------------------------------
     def on_response(self, resp: Response, tx: Any, now: float) -> None:
         call = tx.owner

@@ -115,6 +115,10 @@ class SipCore:
         resp = Response.for_request(tx.request, status, reason, to_tag=new_tag())
         self.layer.send_response(tx, resp, now)
 
+    def _refuse_call(self, req: Request, tx: Any, caller: str, dialled: str, status: int, reason: str, now: float) -> None:
+        self._reply(tx, status, now, reason)
+        self.b2bua.record_refused(req, caller, dialled, status, reason)
+
     def _authenticate(self, req: Request, tx: Any, now: float, *, proxy: bool) -> str | None:
         """The authenticated extension number, or None after sending 401/407/403."""
         header = "Proxy-Authorization" if proxy else "Authorization"
@@ -178,16 +182,13 @@ class SipCore:
             caller_number = username
         dialled = ruri.user or ""
         target = self.dialplan.route(dialled)
-        if target is None:
-            self._reply(tx, 404, now)
+        if target is None or (isinstance(target, ExtensionTarget) and target.number not in self.passwords):
+            self._refuse_call(req, tx, caller_number, dialled, 404, "Not Found", now)
             return
         if isinstance(target, ExtensionTarget):
             bindings = self.registrar.lookup(target.number, self.wall())
-            if target.number not in self.passwords:
-                self._reply(tx, 404, now)
-                return
             if not bindings:
-                self._reply(tx, 480, now)
+                self._refuse_call(req, tx, caller_number, dialled, 480, "Temporarily Unavailable", now)
                 return
             binding = bindings[0]
             target_uri, target_addr, target_transport = binding.contact, binding.source, binding.transport

@@ -512,6 +512,14 @@ class TransactionLayer:
     def transaction_count(self) -> int:
         return len(self._client) + len(self._server)
 
+    def in_flight_count(self) -> int:
+        """Transactions still waiting for a final response, plus 2xx waiting for their
+        ACK: what a clean shutdown waits for (finished transactions only linger)."""
+        waiting = (State.CALLING, State.TRYING, State.PROCEEDING)
+        busy = sum(1 for tx in self._client.values() if tx.state in waiting)
+        busy += sum(1 for tx in self._server.values() if tx.state in waiting)
+        return busy + len(self._pending_2xx)
+
     def pending_count(self) -> int:
         """Transactions plus 2xx responses still waiting for their ACK (for draining)."""
         return len(self._client) + len(self._server) + len(self._pending_2xx)
