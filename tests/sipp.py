@@ -313,6 +313,16 @@ class SippResult:
         return self._stat("Retransmissions(C)")
 
     @property
+    def call_length_s(self) -> float:
+        """Mean call length (first message to last) over the run, in seconds."""
+        raw = self.stats.get("CallLength(C)", "")
+        try:
+            h, m, s, us = (int(x) for x in raw.split(":"))
+        except ValueError:
+            return 0.0
+        return h * 3600 + m * 60 + s + us / 1e6
+
+    @property
     def failure_reasons(self) -> dict[str, int]:
         """Non-zero cumulative ``Failed*`` counters other than the total."""
         out = {}
