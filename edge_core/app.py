@@ -206,8 +206,11 @@ class EdgeDaemon:
 
 
 def run_edge(config: SiteConfig, ready_file: str | None = None) -> int:
+    async def main() -> int:
+        return await EdgeDaemon(config, ready_file).run()
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; this is for odd platforms
-        return asyncio.run(EdgeDaemon(config, ready_file).run())
-    return uvloop.run(EdgeDaemon(config, ready_file).run())
+        return asyncio.run(main())
+    return uvloop.run(main())
