@@ -47,6 +47,7 @@ class SipSettings(_Strict):
     realm: str = "branch.local"
     auth_required: bool = True
     max_message_bytes: int = Field(default=65535, ge=1500, le=1_048_576)
+    udp_receive_buffer_bytes: int = Field(default=4 * 1024 * 1024, ge=65536, le=256 * 1024 * 1024)
     nonce_ttl_s: float = Field(default=300.0, gt=0)
     # Challenge order, preferred first (RFC 7616 §3.7). MD5 leads by default because
     # SIPp 3.6 and many desk phones read only the first challenge and know only MD5.

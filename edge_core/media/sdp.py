@@ -9,9 +9,8 @@ peer wants to receive audio.
 
 from __future__ import annotations
 
-import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = [
     "DIRECTIONS",
@@ -460,7 +459,13 @@ def anchor(
     dropped from the anchored stream since those addresses are no longer the peer's.
     Raises ``SdpError`` when there is no RTP/AVP audio or no allowed voice codec left.
     """
-    out = copy.deepcopy(sdp)
+    # a structural copy: the lists are mutated below, the line tuples and Connection
+    # objects never are (deepcopy here cost 13 % of the edge's CPU at 300 calls/s)
+    out = replace(
+        sdp,
+        lines=list(sdp.lines),
+        media=[replace(m, formats=list(m.formats), lines=list(m.lines)) for m in sdp.media],
+    )
     out.origin = Origin(
         EDGE_USERNAME, session_id, version, out.origin.nettype, _addrtype(host), host
     )

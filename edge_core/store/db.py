@@ -297,6 +297,20 @@ class EdgeStore:
         assert row_id is not None
         return row_id
 
+    async def insert_cdrs(self, cdrs: list[CdrRow]) -> None:
+        """Store many records in one transaction (the daemon batches what piles up
+        under load: one commit per call cost 15 % of its CPU at 300 calls/s)."""
+        try:
+            async with self._transaction() as db:
+                await db.executemany(
+                    f"INSERT INTO cdrs ({_CDR_COLUMNS}) VALUES ({_placeholders(CdrRow)})",
+                    [astuple(cdr) for cdr in cdrs],
+                )
+        except sqlite3.IntegrityError as exc:
+            if "cdrs.call_id" in str(exc):
+                raise StoreError(f"a CDR in this batch is already stored: {exc}") from exc
+            raise
+
     async def list_cdrs(self, limit: int = 100) -> list[CdrRow]:
         """The most recently stored CDRs, newest first."""
         async with (
