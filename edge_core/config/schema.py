@@ -120,6 +120,14 @@ class Route(_Strict):
     def _one_target(self) -> Route:
         if (self.extension is None) == (self.trunk is None):
             raise ValueError("a route needs exactly one of 'extension' or 'trunk'")
+        pattern = re.compile(self.match)
+        field = "extension" if self.extension is not None else "number"
+        template = self.extension if self.extension is not None else self.number
+        for ref in re.findall(r"\\(\d+)|\\g<(\w+)>", template):
+            group = ref[0] or ref[1]
+            known = int(group) <= pattern.groups if group.isdigit() else group in pattern.groupindex
+            if not known:
+                raise ValueError(f"{field} {template!r} refers to group {group}, which 'match' does not have")
         return self
 
 

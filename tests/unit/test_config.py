@@ -99,3 +99,20 @@ def test_dialplan_first_match_wins_and_rewrites() -> None:
     assert plan.route("abc") is None
     assert plan.trunk_for_source("127.0.0.1", 5090) is not None
     assert plan.trunk_for_source("127.0.0.1", 5091) is None
+
+
+def test_route_rewrite_to_missing_group_is_refused() -> None:
+    found = problems(minimal(routes=[{"match": r"^9\d+$", "extension": r"\1"}]))
+    assert found[0][0] == "routes[0]"
+    assert "group 1" in found[0][1]
+
+
+@pytest.mark.parametrize("template", [r"\1", r"\g<0>", r"pre\1post", r"\g<x>-\1", "plain", ""])
+def test_rewrite_matches_re_expand(template: str) -> None:
+    import re
+
+    from edge_core.routing.dialplan import Rewrite
+
+    m = re.fullmatch(r"^9(\d+)(?P<x>x?)$", "95551234x")
+    assert m is not None
+    assert Rewrite(template).expand(m) == m.expand(template)
