@@ -17,7 +17,7 @@ $(VENV)/bin/python:
 	$(PIP) install -q --upgrade pip
 
 # Reinstall when the build description or a Cython source changes.
-$(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(shell find cython_ext -name '*.pyx' -o -name '*.pxd' 2>/dev/null)
+$(STAMP): $(VENV)/bin/python pyproject.toml setup.py $(shell find cython_ext \( -name '*.pyx' -o -name '*.pxd' \) 2>/dev/null)
 	$(PIP) install -q -e '.[dev]'
 	$(PY) -c "import cython_ext; print('kernels:', cython_ext.implementations())"
 	touch $(STAMP)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from types import ModuleType
 
 _loaded: dict[str, str] = {}
@@ -38,8 +39,15 @@ def load_kernel(name: str) -> ModuleType:
     return module
 
 
-def implementations() -> dict[str, str]:
-    """Which implementation each kernel loaded so far uses: ``{"sipparse": "cython"}``."""
-    import cython_ext.sipparse  # noqa: F401  (make sure every kernel has been loaded)
+def kernel_names() -> list[str]:
+    """Every kernel package under ``cython_ext/`` (a folder with a ``K_py.py`` twin)."""
+    here = Path(__file__).resolve().parent
+    return sorted(p.parent.name for p in here.glob("*/*_py.py") if p.stem == f"{p.parent.name}_py")
 
+
+def implementations() -> dict[str, str]:
+    """Which implementation each kernel uses: ``{"sipparse": "cython", ...}``."""
+    for name in kernel_names():
+        if name not in _loaded:
+            importlib.import_module(f"cython_ext.{name}")
     return dict(_loaded)
