@@ -1,0 +1,17 @@
+"""RTP media engine: one native thread owns every RTP socket of the edge (relay, G.711
+playback, recording, RFC 4733 and in-band DTMF, RFC 3550 receive statistics).
+
+The compiled ``_mediaengine`` and the twin ``mediaengine_py`` have one API; see
+``_mediaengine.pyi``.  Neither knows about asyncio: ``edge_core.media.engine`` is the
+adapter.  Must not import anything outside the standard library and ``cython_ext``.
+"""
+
+from cython_ext import load_kernel
+
+_impl = load_kernel("mediaengine")
+
+IMPLEMENTATION: str = _impl.IMPLEMENTATION
+MediaEngine = _impl.MediaEngine
+MediaError = _impl.MediaError
+
+__all__ = ["IMPLEMENTATION", "MediaEngine", "MediaError"]
