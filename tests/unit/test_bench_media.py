@@ -17,7 +17,6 @@ import _bencode  # noqa: E402
 import media  # noqa: E402
 from _media_relays import free_port_block, sdp_audio_port  # noqa: E402
 
-
 # ------------------------------------------------------------------ bencode
 
 
