@@ -10,8 +10,9 @@ Hand-written because no maintained Python library offers G.711 with a nogil C AP
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int16_t, uint8_t, uint16_t
+from libc.string cimport memcpy
 
 __all__ = [
     "IMPLEMENTATION",
@@ -49,16 +50,29 @@ cdef void _init_tables() noexcept nogil:
 _init_tables()
 
 
+cdef bint _little_endian_host() noexcept:
+    cdef uint16_t probe = 1
+    return (<uint8_t*>&probe)[0] == 1
+
+
+cdef bint LITTLE_ENDIAN_HOST = _little_endian_host()
+
+
 cdef bytes _encode(object pcm16le, const uint8_t* table):
     cdef Py_buffer view
+    cdef bint exact = type(pcm16le) is bytes
     cdef const uint8_t* src
     cdef Py_ssize_t n, i
     cdef bytes out
     cdef uint8_t* dst
-    PyObject_GetBuffer(pcm16le, &view, PyBUF_SIMPLE)
-    try:
+    if exact:  # the common case: skip the buffer protocol (~100 ns on a 20 ms packet)
+        src = <const uint8_t*>PyBytes_AS_STRING(pcm16le)
+        n = PyBytes_GET_SIZE(pcm16le)
+    else:
+        PyObject_GetBuffer(pcm16le, &view, PyBUF_SIMPLE)
         src = <const uint8_t*>view.buf
         n = view.len
+    try:
         if n % 2:
             raise ValueError(f"PCM length {n} is odd: 16-bit samples need 2 bytes each")
         out = PyBytes_FromStringAndSize(NULL, n // 2)
@@ -67,50 +81,67 @@ cdef bytes _encode(object pcm16le, const uint8_t* table):
             for i in range(n // 2):
                 dst[i] = table[src[2 * i] | (<uint16_t>src[2 * i + 1] << 8)]
     finally:
-        PyBuffer_Release(&view)
+        if not exact:
+            PyBuffer_Release(&view)
     return out
 
 
 cdef bytes _decode(object codes, const int16_t* table):
     cdef Py_buffer view
+    cdef bint exact = type(codes) is bytes
     cdef const uint8_t* src
     cdef Py_ssize_t n, i
     cdef uint16_t s
     cdef bytes out
     cdef uint8_t* dst
-    PyObject_GetBuffer(codes, &view, PyBUF_SIMPLE)
-    try:
+    if exact:
+        src = <const uint8_t*>PyBytes_AS_STRING(codes)
+        n = PyBytes_GET_SIZE(codes)
+    else:
+        PyObject_GetBuffer(codes, &view, PyBUF_SIMPLE)
         src = <const uint8_t*>view.buf
         n = view.len
+    try:
         out = PyBytes_FromStringAndSize(NULL, 2 * n)
         dst = <uint8_t*>PyBytes_AS_STRING(out)
         with nogil:
-            for i in range(n):
-                s = <uint16_t>table[src[i]]
-                dst[2 * i] = s & 0xFF
-                dst[2 * i + 1] = s >> 8
+            if LITTLE_ENDIAN_HOST:  # store whole samples; memcpy keeps it alignment-safe
+                for i in range(n):
+                    memcpy(dst + 2 * i, &table[src[i]], 2)
+            else:
+                for i in range(n):
+                    s = <uint16_t>table[src[i]]
+                    dst[2 * i] = s & 0xFF
+                    dst[2 * i + 1] = s >> 8
     finally:
-        PyBuffer_Release(&view)
+        if not exact:
+            PyBuffer_Release(&view)
     return out
 
 
 cdef bytes _translate(object codes, const uint8_t* table):
     cdef Py_buffer view
+    cdef bint exact = type(codes) is bytes
     cdef const uint8_t* src
     cdef Py_ssize_t n, i
     cdef bytes out
     cdef uint8_t* dst
-    PyObject_GetBuffer(codes, &view, PyBUF_SIMPLE)
-    try:
+    if exact:
+        src = <const uint8_t*>PyBytes_AS_STRING(codes)
+        n = PyBytes_GET_SIZE(codes)
+    else:
+        PyObject_GetBuffer(codes, &view, PyBUF_SIMPLE)
         src = <const uint8_t*>view.buf
         n = view.len
+    try:
         out = PyBytes_FromStringAndSize(NULL, n)
         dst = <uint8_t*>PyBytes_AS_STRING(out)
         with nogil:
             for i in range(n):
                 dst[i] = table[src[i]]
     finally:
-        PyBuffer_Release(&view)
+        if not exact:
+            PyBuffer_Release(&view)
     return out
 
 
