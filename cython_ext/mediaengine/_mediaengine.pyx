@@ -13,7 +13,7 @@ Python calls change the C state under one mutex (the engine thread holds it whil
 handles one ``epoll_wait`` result, never while it waits), so calls are synchronous and
 raise at the call site; sockets are created and bound by the calling thread and added
 to the epoll set directly (epoll_ctl is thread-safe).  Events go back through a C
-array and an eventfd.  G.711 is inline here (same formulation as ``cython_ext.g711``).
+array and an eventfd.  G.711 comes from ``cython_ext.g711`` (cimported, inline).
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -24,6 +24,8 @@ from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close, read, write
+
+from cython_ext.g711._g711 cimport alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear
 
 import ipaddress
 import os
@@ -132,7 +134,6 @@ cdef extern from *:
     static inline void me_atomic_inc(int *p) { __atomic_add_fetch(p, 1, __ATOMIC_SEQ_CST); }
     static inline void me_atomic_dec(int *p) { __atomic_sub_fetch(p, 1, __ATOMIC_SEQ_CST); }
     static inline int me_atomic_load(int *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
-    static inline int me_bitlen(unsigned int v) { return v ? 32 - __builtin_clz(v) : 0; }
     static inline uint16_t me_get16(const unsigned char *p) { return (uint16_t)((p[0] << 8) | p[1]); }
     static inline uint32_t me_get32(const unsigned char *p) {
         return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
@@ -145,7 +146,6 @@ cdef extern from *:
     void me_atomic_inc(int*) noexcept nogil
     void me_atomic_dec(int*) noexcept nogil
     int me_atomic_load(int*) noexcept nogil
-    int me_bitlen(unsigned int) noexcept nogil
     uint16_t me_get16(const unsigned char*) noexcept nogil
     uint32_t me_get32(const unsigned char*) noexcept nogil
     void me_put16(unsigned char*, uint16_t) noexcept nogil
@@ -188,65 +188,7 @@ cdef const char* DTMF_KEYS = b"123A456B789C*0#D"
 cdef const char* RFC4733_KEYS = b"0123456789*#ABCD"
 
 
-# --- G.711 (ITU-T, Sun/CCITT reference formulation, as cython_ext.g711) ---------------
-
-cdef inline int16_t ulaw_to_linear(uint8_t code) noexcept nogil:
-    cdef int u = (~code) & 0xFF
-    cdef int t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
-    return <int16_t>((0x84 - t) if (u & 0x80) else (t - 0x84))
-
-
-cdef inline int16_t alaw_to_linear(uint8_t code) noexcept nogil:
-    cdef int a = code ^ 0x55
-    cdef int t = (a & 0x0F) << 4
-    cdef int seg = (a & 0x70) >> 4
-    if seg == 0:
-        t += 8
-    elif seg == 1:
-        t += 0x108
-    else:
-        t = (t + 0x108) << (seg - 1)
-    return <int16_t>(t if (a & 0x80) else -t)
-
-
-cdef inline uint8_t linear_to_ulaw(int16_t sample) noexcept nogil:
-    cdef int v = sample >> 2
-    cdef int mask = 0xFF
-    cdef int seg
-    if v < 0:
-        v = -v
-        mask = 0x7F
-    if v > 8159:
-        v = 8159
-    v += 33
-    seg = me_bitlen(v) - 6
-    if seg >= 8:
-        return <uint8_t>(0x7F ^ mask)
-    return <uint8_t>(((seg << 4) | ((v >> (seg + 1)) & 0x0F)) ^ mask)
-
-
-cdef inline uint8_t linear_to_alaw(int16_t sample) noexcept nogil:
-    cdef int v = sample >> 3
-    cdef int mask
-    cdef int seg
-    cdef int aval
-    if v >= 0:
-        mask = 0xD5
-    else:
-        mask = 0x55
-        v = -v - 1
-    seg = me_bitlen(v) - 5
-    if seg < 0:
-        seg = 0
-    if seg >= 8:
-        return <uint8_t>(0x7F ^ mask)
-    aval = seg << 4
-    if seg < 2:
-        aval |= (v >> 1) & 0x0F
-    else:
-        aval |= (v >> seg) & 0x0F
-    return <uint8_t>(aval ^ mask)
-
+# --- G.711: cython_ext.g711's nogil inline functions -------------------------------
 
 cdef void _init_tables():
     cdef int c

@@ -56,6 +56,11 @@ import time
 from array import array
 from typing import Any
 
+from cython_ext.g711.g711_py import alaw_to_linear as _alaw_to_linear
+from cython_ext.g711.g711_py import linear_to_alaw as _linear_to_alaw
+from cython_ext.g711.g711_py import linear_to_ulaw as _linear_to_ulaw
+from cython_ext.g711.g711_py import ulaw_to_linear as _ulaw_to_linear
+
 __all__ = ["IMPLEMENTATION", "MediaEngine", "MediaError"]
 
 IMPLEMENTATION = "python"
@@ -85,54 +90,7 @@ class MediaError(Exception):
     """The engine cannot do what was asked (port range exhausted, unknown leg...)."""
 
 
-# --- G.711 (ITU-T, Sun/CCITT reference formulation) ---------------------------------
-
-
-def _ulaw_to_linear(code: int) -> int:
-    u = ~code & 0xFF
-    t = (((u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4)
-    return 0x84 - t if u & 0x80 else t - 0x84
-
-
-def _alaw_to_linear(code: int) -> int:
-    a = code ^ 0x55
-    t = (a & 0x0F) << 4
-    seg = (a & 0x70) >> 4
-    if seg == 0:
-        t += 8
-    elif seg == 1:
-        t += 0x108
-    else:
-        t = (t + 0x108) << (seg - 1)
-    return t if a & 0x80 else -t
-
-
-def _linear_to_ulaw(sample: int) -> int:
-    v = sample >> 2
-    mask = 0xFF
-    if v < 0:
-        v = -v
-        mask = 0x7F
-    v = min(v, 8159) + 33
-    seg = v.bit_length() - 6
-    if seg >= 8:
-        return 0x7F ^ mask
-    return ((seg << 4) | ((v >> (seg + 1)) & 0x0F)) ^ mask
-
-
-def _linear_to_alaw(sample: int) -> int:
-    v = sample >> 3
-    if v >= 0:
-        mask = 0xD5
-    else:
-        mask = 0x55
-        v = -v - 1
-    seg = max(v.bit_length() - 5, 0)
-    if seg >= 8:
-        return 0x7F ^ mask
-    step = (v >> 1) if seg < 2 else (v >> seg)
-    return ((seg << 4) | (step & 0x0F)) ^ mask
-
+# --- G.711 (cython_ext.g711's reference rules) ---------------------------------------
 
 _DECODE = {
     PT_PCMU: tuple(_ulaw_to_linear(c) for c in range(256)),
