@@ -28,7 +28,17 @@ one JSON object: {"max_calls_zero_loss", "edge_pps", "c_relay_pps",
 "p99_added_latency_ms", "rtpengine_max_calls_p99_1ms", "edge_impl", "quick", ...}.
 Relay CPU is utime+stime of its process (/proc/PID/stat) per wall second;
 "others_cpu" is what the rest of the machine burned meanwhile (a busy neighbour
-makes every figure worse).
+makes every figure worse; such steps say "contended"). Latency is taken from the
+kernel's receive timestamp on the generator's socket, so the generator batches its
+reads. A step where the generator could not keep its schedule does not pass. On a
+machine shared with other work, ``--realtime`` (SCHED_FIFO, root) keeps CPU hogs
+from delaying each wake-up; it was used for the generator check below.
+
+Generator check (2 vCPU VM, others' test suites running): generator -> C relay,
+1000 calls, --realtime: 0 loss, p50 0.03 ms, p99 2.2 ms, relay 0.59 and generator
+0.66 CPU/s (README: 0 loss, p50 0.23 ms, p99 0.45 ms). The generator costs about
+what the relay costs (same syscalls per packet; perf: 55 % sendto, 15 % recvmsg,
+9 % epoll_wait, ~1 % its own code).
 """
 
 from __future__ import annotations
