@@ -284,9 +284,9 @@ def test_digit_event_mapping(dtmf: ModuleType) -> None:
     for bad in (16, -1, 255):
         with pytest.raises(ValueError):
             dtmf.event_to_digit(bad)
-    for bad in ("E", "", "12"):
+    for bad_digit in ("E", "", "12"):
         with pytest.raises(ValueError):
-            dtmf.digit_to_event(bad)
+            dtmf.digit_to_event(bad_digit)
 
 
 def test_payloads_follow_rfc4733_2_5(dtmf: ModuleType) -> None:
