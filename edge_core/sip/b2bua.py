@@ -400,15 +400,20 @@ class B2BUA:
             self.layer.send_stateless(entry[0].b_ack, entry[1].addr, entry[1].transport)
 
     def hang_up_all(self, now: float) -> None:
-        """Shutdown: BYE both legs of every answered call, end the others."""
+        """Shutdown: BYE both legs of every answered call, end the others. One call
+        that cannot be hung up cleanly must not keep the others (or the exit) waiting."""
         for call in list(self.calls.values()):
-            if call.state is CallState.ANSWERED:
-                for leg in (call.a, call.b):
-                    if leg is not None:
-                        self._send_bye(call, leg, now)
-                self._end(call, now, disposition="answered", hangup_side="edge", status=200, reason="Shutdown")
-            else:
-                self._fail(call, 503, "Shutting Down", now, disposition="failed")
+            try:
+                if call.state is CallState.ANSWERED:
+                    for leg in (call.a, call.b):
+                        if leg is not None:
+                            self._send_bye(call, leg, now)
+                    self._end(call, now, disposition="answered", hangup_side="edge", status=200, reason="Shutdown")
+                else:
+                    self._fail(call, 503, "Shutting Down", now, disposition="failed")
+            except Exception:
+                log.exception("call %s: could not hang up at shutdown", call.id)
+                self._end(call, now, disposition="failed", hangup_side="edge", status=500, reason="Shutdown Error")
 
     def find_dialog(self, request: Request) -> tuple[Call, Leg] | None:
         return self._dialogs.get((request.call_id, request.to_tag or ""))

@@ -176,7 +176,9 @@ class SipMessage:
         lines.append(f"Content-Length: {len(self.body)}")
         lines.append("")
         lines.append("")
-        return "\r\n".join(lines).encode() + self.body
+        # surrogateescape: the scanner keeps non-UTF-8 octets (a Latin-1 display name from
+        # an old gateway) as surrogates; they go back on the wire byte for byte
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
 class Request(SipMessage):

@@ -700,12 +700,12 @@ def test_fuzzed_datagrams_never_stop_the_daemon(
     edge.stop()
     stop_counters(edge)  # it got to the end of a clean shutdown
     # Exceptions the stack caught ("error handling <event>") cost one message, not the
-    # daemon; the only kind allowed is the known non-UTF-8 one (see the xfail test below).
+    # daemon; none is expected.
     unknown = [e for e in core_errors(edge.stderr_text()) if e not in KNOWN_CORE_ERRORS]
     assert unknown == [], unknown
 
 
-KNOWN_CORE_ERRORS = {"UnicodeEncodeError"}
+KNOWN_CORE_ERRORS: set[str] = set()
 _LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ", re.M)
 
 
@@ -724,18 +724,6 @@ def core_errors(stderr: str) -> list[str]:
 # --------------------------------------------------------------------------- non-UTF-8
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "edge_core/sip/message.py SipMessage.to_bytes encodes with strict UTF-8, but the "
-        "parser (cython_ext/sipparse) decodes header values with surrogateescape; any "
-        "response or request that copies a non-UTF-8 octet (a Latin-1 display name in "
-        "From, a Call-ID byte) raises UnicodeEncodeError: no 100/407/4xx is sent (RFC 3261 "
-        "8.2 / 17.2.1), the server transaction is left Proceeding/Completed without bytes, "
-        "the B2BUA call is registered with media allocated and no B leg, and at SIGTERM "
-        "B2BUA.hang_up_all raises out of EdgeDaemon._drain: the daemon never exits"
-    ),
-)
 def test_non_utf8_header_octets_are_answered_and_shutdown_stays_clean(
     edge_factory: EdgeFactory, raw_peer_factory
 ) -> None:
