@@ -18,12 +18,14 @@ from pathlib import Path
 
 import cython_ext
 from edge_core.config.schema import SiteConfig
-from edge_core.media.relay import MediaRelay
+from edge_core.gcstats import tune_for_latency, untune
+from edge_core.media.engine import EngineRelay
+from edge_core.media.recorder import CallRecorder
 from edge_core.sip.core import SipCore
 from edge_core.sip.registrar import Binding, BindingChange
 from edge_core.sip.transaction import TimerSettings, TransactionLayer
 from edge_core.sip.transport import SipEndpoint, TcpConnection, UdpProtocol
-from edge_core.store.db import BindingRow, CdrRow, EdgeStore
+from edge_core.store.db import BindingRow, CdrRow, EdgeStore, RecordingRow
 
 log = logging.getLogger("edge")
 
@@ -91,8 +93,16 @@ class EdgeDaemon:
         config = self.config
         loop = asyncio.get_running_loop()
         self.store = store = await EdgeStore.open(config.store.path)
-        media = MediaRelay(config.media.host, config.media.rtp_port_min, config.media.rtp_port_max)
+        media = EngineRelay(
+            config.media.host,
+            config.media.rtp_port_min,
+            config.media.rtp_port_max,
+            rtp_timeout_s=config.media.rtp_timeout_s,
+        )
         await media.start()
+        recorder = None
+        if config.media.record_calls:
+            recorder = CallRecorder(media, config.media.recordings_dir, self._writes.put_nowait)
         layer = TransactionLayer(TimerSettings(t1_s=config.sip.t1_ms / 1000.0))
         endpoint = SipEndpoint(layer, None, config.sip.max_message_bytes)
         host = config.sip.listen_host
@@ -103,8 +113,14 @@ class EdgeDaemon:
             "udp": udp.get_extra_info("sockname")[:2],
             "tcp": tcp_server.sockets[0].getsockname()[:2],
         }
-        core = SipCore(config, layer, media, local, time.time, os.urandom(32))
+        core = SipCore(config, layer, media, local, time.time, os.urandom(32), recorder)
         endpoint.core = core
+
+        def on_media_event(event: tuple[object, ...]) -> None:
+            core.b2bua.on_media_event(event, loop.time())
+            endpoint.step()
+
+        media.add_listener(on_media_event)
         core.registrar.restore([_binding(r) for r in await store.load_bindings(time.time())], time.time())
         endpoint.after_step = lambda: self._collect(core)
         writer = asyncio.create_task(self._write_records())
@@ -116,15 +132,22 @@ class EdgeDaemon:
             "edge %s listening sip udp %s:%d tcp %s:%d, media %s, kernels %s",
             config.site.id, *local["udp"], *local["tcp"], media.implementation, kernels,
         )
+        gc_pauses = tune_for_latency()
         self._write_ready(local, media.implementation, kernels)
         self.listening.set_result(dict(local))
         expiry = asyncio.create_task(self._expire_bindings(core, endpoint))
+        flushing = asyncio.create_task(self._flush_recordings(recorder)) if recorder else None
 
         await self.stopping.wait()
         log.info("stopping: refusing new calls, finishing transactions")
         endpoint.accepting_new = False
         await self._drain(core, layer, endpoint)
         expiry.cancel()
+        if flushing is not None:
+            flushing.cancel()
+        if recorder is not None:
+            await recorder.close()
+            await asyncio.sleep(0)  # let the writer's last call_soon_threadsafe callbacks run
         self._collect(core)
         await self._writes.join()
         writer.cancel()
@@ -134,7 +157,8 @@ class EdgeDaemon:
         await store.close()
         if self.ready_file:
             Path(self.ready_file).unlink(missing_ok=True)
-        log.info("stopped; %s", dict(endpoint.counters))
+        log.info("stopped; %s; %s", dict(endpoint.counters), gc_pauses.summary())
+        untune(gc_pauses)
         return 0
 
     async def _drain(self, core: SipCore, layer: TransactionLayer, endpoint: SipEndpoint) -> None:
@@ -193,7 +217,9 @@ class EdgeDaemon:
                     if cdrs:
                         await self.store.insert_cdrs(cdrs)
                         cdrs = []
-                    if isinstance(item, BindingChange):
+                    if isinstance(item, RecordingRow):
+                        await self.store.insert_recording(item)
+                    elif isinstance(item, BindingChange):
                         if item.removed:
                             await self.store.delete_binding(item.binding.aor, item.binding.contact)
                         else:
@@ -205,6 +231,12 @@ class EdgeDaemon:
             finally:
                 for _ in batch:
                     self._writes.task_done()
+
+    async def _flush_recordings(self, recorder: CallRecorder) -> None:
+        interval = self.config.media.recording_flush_interval_s
+        while True:
+            await asyncio.sleep(interval)  # the flush period, not a wait for an event
+            recorder.poll()
 
     async def _expire_bindings(self, core: SipCore, endpoint: SipEndpoint) -> None:
         while True:

@@ -30,6 +30,7 @@ from edge_core.config.schema import ConfigError, SiteConfig, parse_config
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 DEMO_TALK_S = 2.0
 DEMO_PHONES = 4
+DEMO_DIGITS = "42#"  # what each caller keys in (RFC 4733); the CDRs show what the edge heard
 RTP_RANGE_PORTS = 200  # 100 legs: far more than the demo's concurrent calls need
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 20.0
@@ -70,6 +71,7 @@ def demo_config(source: Path, store_dir: Path) -> SiteConfig:
     base = _free_rtp_base(media.get("host", "127.0.0.1"))
     media["rtp_port_min"], media["rtp_port_max"] = base, base + RTP_RANGE_PORTS - 1
     data.setdefault("store", {})["path"] = str(store_dir / "edge.db")
+    media["recordings_dir"] = str(store_dir / "recordings")
     return parse_config(data, str(source))
 
 
@@ -83,7 +85,8 @@ def _duration(seconds: float | None) -> str:
 def cdr_table(rows: list[Any], zone: str) -> str:
     """CDRs as a fixed-width table, times in the site's time zone."""
     tz = ZoneInfo(zone)
-    head = ("time", "from", "to", "destination", "disposition", "hangup", "talk", "SIP", "RTP a>b", "RTP b>a")
+    head = ("time", "from", "to", "destination", "disposition", "hangup", "talk", "SIP",
+            "RTP a>b", "RTP b>a", "MOS", "DTMF", "recording")  # fmt: skip
     lines = [head]
     for r in sorted(rows, key=lambda r: r.start_time):
         talk = r.end_time - r.answer_time if r.answer_time is not None and r.end_time is not None else None
@@ -91,6 +94,8 @@ def cdr_table(rows: list[Any], zone: str) -> str:
             datetime.fromtimestamp(r.start_time, tz).strftime("%H:%M:%S"),
             r.from_number, r.to_number, r.destination or "-", r.disposition, r.hangup_side or "-",
             _duration(talk), f"{r.sip_status}", str(r.packets_a_to_b), str(r.packets_b_to_a),
+            "-" if r.mos is None else f"{r.mos:.2f}", r.dtmf or "-",
+            Path(r.recording).name if r.recording else "-",
         ))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     out = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in lines]
@@ -156,7 +161,9 @@ async def _demo(args: argparse.Namespace) -> int:
 
     calls_ok = False
     try:
-        results = await run_sim(config, edge, phones=DEMO_PHONES, calls=args.calls, talk_s=DEMO_TALK_S)
+        results = await run_sim(
+            config, edge, phones=DEMO_PHONES, calls=args.calls, talk_s=DEMO_TALK_S, digits=DEMO_DIGITS
+        )
         print(summary(results))
         calls_ok = len(results) == args.calls and all(r.ok for r in results)
     except SimError as exc:
@@ -190,6 +197,7 @@ async def _stopped(edge_task: asyncio.Task[int], timeout_s: float | None) -> int
 def _print_records(rows: list[Any], config: SiteConfig, edge: tuple[str, int]) -> None:
     print(f"\ncall records ({len(rows)}) in {config.store.path}, times in {config.site.timezone}:")
     print(cdr_table(rows, config.site.timezone))
+    print(f"recordings (stereo WAV, caller left, callee right) in {config.media.recordings_dir}")
     print(_next_steps(edge))
 
 

@@ -48,6 +48,10 @@ USER_AGENT = "Branchline-sim"
 REQUEST_TIMEOUT_S = 40.0  # above Timer B/F (64*T1 = 32 s): the layer's 408 comes first
 
 
+CALLER_TONE_HZ = 400.0
+CALLEE_TONE_HZ = 1000.0
+
+
 class SimError(Exception):
     """A phone could not do what it was asked (registration refused, no answer ...)."""
 
@@ -72,6 +76,8 @@ class CallResult:
     callee_received: int | None = None
     hangup_side: str | None = None
     """"caller", "callee" or None (never answered)."""
+    digits: str = ""
+    """DTMF the caller sent as RFC 4733 telephone-events."""
     error: str = ""
 
     @property
@@ -289,7 +295,8 @@ class Phone:
         return ("\r\n".join(lines) + "\r\n").encode()
 
     async def call(self, number: str, talk_s: float, *, callee: Phone | None = None,
-                   answer_timeout_s: float = 60.0) -> CallResult:  # fmt: skip
+                   answer_timeout_s: float = 60.0, digits: str = "",
+                   silent_after_s: float | None = None) -> CallResult:  # fmt: skip
         """Call ``number``, talk for ``talk_s`` and hang up; never raises for call failures.
 
         With ``callee`` (the phone that should ring, in this process) the result also
@@ -297,7 +304,8 @@ class Phone:
         """
         loop = asyncio.get_running_loop()
         result = CallResult(self.number, number)
-        rtp = await RtpStream.open(self.host, echo=self.echo)
+        rtp = await RtpStream.open(self.host, echo=self.echo, tone_hz=CALLER_TONE_HZ, digits=digits)
+        result.digits = digits
         token = f"sim-{os.urandom(6).hex()}"
         tag = new_tag()
         dialog = _Dialog(new_call_id(self.local[0]), tag, f'"{self.number}" <{self.aor}>;tag={tag}',
@@ -333,7 +341,7 @@ class Phone:
             rtp.remote = media_target(answer)
         except SdpError as exc:
             result.error = f"bad answer SDP: {exc}"
-        talk = asyncio.create_task(rtp.talk(talk_s if rtp.remote else 0.0))
+        talk = asyncio.create_task(rtp.talk(talk_s if rtp.remote else 0.0, silent_after_s=silent_after_s))
         ended = asyncio.create_task(dialog.ended.wait())
         await asyncio.wait({talk, ended}, return_when=asyncio.FIRST_COMPLETED)
         rtp.stop()
@@ -419,7 +427,7 @@ class Phone:
         if inc.cancelled:
             return
         dialog = inc.dialog
-        dialog.rtp = rtp = await RtpStream.open(self.host, echo=self.echo)
+        dialog.rtp = rtp = await RtpStream.open(self.host, echo=self.echo, tone_hz=CALLEE_TONE_HZ)
         rtp.remote = target
         sdp = self._sdp(rtp.local[1], inc.token)
         loop = asyncio.get_running_loop()
@@ -525,11 +533,12 @@ def _uri_addr(uri: str, default: Addr) -> Addr:
 
 
 async def run_sim(config: SiteConfig, edge_addr: Addr, *, phones: int = 4, calls: int = 4,
-                  talk_s: float = 2.0, concurrency: int | None = None,
+                  talk_s: float = 2.0, concurrency: int | None = None, digits: str = "",
                   out: Callable[[str], None] = print) -> list[CallResult]:  # fmt: skip
     """Register the first ``phones`` extensions of ``config`` at ``edge_addr`` and place
     ``calls`` calls round-robin between them, a few at a time; one line per call to
-    ``out``. Raises :class:`SimError` when a phone cannot register."""
+    ``out``. Callers send a 400 Hz tone and ``digits`` as RFC 4733 events, callees a
+    1 kHz tone, so a recording shows who is who. Raises :class:`SimError` when a phone cannot register."""
     extensions = config.extensions[:phones]
     if len(extensions) < 2:
         raise SimError(f"need at least 2 phones to call between (asked for {phones}, "
@@ -549,7 +558,7 @@ async def run_sim(config: SiteConfig, edge_addr: Addr, *, phones: int = 4, calls
         async def one(i: int) -> None:
             caller, callee = fleet[i % len(fleet)], fleet[(i + 1) % len(fleet)]
             async with gate:
-                result = await caller.call(callee.number, talk_s, callee=callee)
+                result = await caller.call(callee.number, talk_s, callee=callee, digits=digits)
             results[i] = result
             out(result.line(i + 1))
 

@@ -85,7 +85,10 @@ def tone_frame(frequency_hz: float = 400.0, amplitude: int = 8000) -> bytes:
     )
 
 
-_TONE = tone_frame()
+TELEPHONE_EVENT = 101
+"""The dynamic payload type the phones offer for RFC 4733 telephone-events."""
+DIGIT_START_FRAME = 10  # the first digit goes 200 ms into the call
+DIGIT_GAP_FRAMES = 4  # 80 ms of audio between two digits
 
 
 class RtpStream(asyncio.DatagramProtocol):
@@ -97,8 +100,10 @@ class RtpStream(asyncio.DatagramProtocol):
     remote is known (what an RTP-bleed check looks at).
     """
 
-    def __init__(self, *, echo: bool = False) -> None:
+    def __init__(self, *, echo: bool = False, tone_hz: float = 400.0, digits: str = "") -> None:
         self.echo = echo
+        self.frame = tone_frame(tone_hz)
+        self.digits = digits  # sent as RFC 4733 telephone-events early in the call
         self.ssrc = int.from_bytes(os.urandom(4), "big")
         self.sequence = int.from_bytes(os.urandom(2), "big")  # random start (RFC 3550 §5.1)
         self.timestamp = int.from_bytes(os.urandom(4), "big")
@@ -114,10 +119,12 @@ class RtpStream(asyncio.DatagramProtocol):
         self._first = True
 
     @classmethod
-    async def open(cls, host: str, *, echo: bool = False) -> RtpStream:
+    async def open(cls, host: str, *, echo: bool = False, tone_hz: float = 400.0, digits: str = "") -> RtpStream:
         """Bind a stream on a free port of ``host``."""
         loop = asyncio.get_running_loop()
-        _, stream = await loop.create_datagram_endpoint(lambda: cls(echo=echo), local_addr=(host, 0))
+        _, stream = await loop.create_datagram_endpoint(
+            lambda: cls(echo=echo, tone_hz=tone_hz, digits=digits), local_addr=(host, 0)
+        )
         return stream
 
     # -- asyncio protocol --------------------------------------------------------------
@@ -144,29 +151,57 @@ class RtpStream(asyncio.DatagramProtocol):
         pass
 
     # -- sending ------------------------------------------------------------------------
-    def _send(self, payload: bytes) -> None:
+    def _send(self, payload: bytes, *, payload_type: int = PCMU, marker: bool = False,
+              timestamp: int | None = None) -> None:  # fmt: skip
         if self.transport is None or self.remote is None:
             return
-        packet = build_packet(PCMU, self.sequence, self.timestamp, self.ssrc, payload, marker=self._first)
+        ts = self.timestamp if timestamp is None else timestamp
+        packet = build_packet(payload_type, self.sequence, ts, self.ssrc, payload, marker=self._first or marker)
         self._first = False
         self.sequence = (self.sequence + 1) & 0xFFFF
         self.timestamp = (self.timestamp + SAMPLES_PER_FRAME) & 0xFFFFFFFF
         self.transport.sendto(packet, self.remote)
         self.packets_sent += 1
 
-    async def talk(self, duration_s: float | None) -> None:
-        """Send a frame every 20 ms for ``duration_s`` (until :meth:`stop` when None).
+    def _digit_schedule(self) -> dict[int, tuple[bytes, bool, bool]]:
+        """frame number -> (event payload, marker, first of its event) for every digit.
+
+        RFC 4733 §2.5: one event's packets share the timestamp of its first packet and
+        replace the audio of their frames; the end packet is sent three times."""
+        from cython_ext.dtmf import telephone_event_payloads
+
+        schedule: dict[int, tuple[bytes, bool, bool]] = {}
+        frame = DIGIT_START_FRAME
+        for digit in self.digits:
+            packets = telephone_event_payloads(digit, duration_ms=100)
+            for i, (payload, marker, _is_end) in enumerate(packets):
+                schedule[frame + i] = (payload, marker, i == 0)
+            frame += len(packets) + DIGIT_GAP_FRAMES
+        return schedule
+
+    async def talk(self, duration_s: float | None, *, silent_after_s: float | None = None) -> None:
+        """Send a frame every 20 ms for ``duration_s`` (until :meth:`stop` when None);
+        with ``silent_after_s`` the phone stays on the line but stops sending then.
 
         Frames are scheduled on absolute deadlines so sleep jitter does not accumulate.
         Echo streams send nothing here: they answer what arrives.
         """
         loop = asyncio.get_running_loop()
         frames = None if duration_s is None else max(1, round(duration_s * 1000 / FRAME_MS))
+        digits = self._digit_schedule() if self.digits else {}
+        silent_from = None if silent_after_s is None else round(silent_after_s * 1000 / FRAME_MS)
+        event_ts = self.timestamp
         start = loop.time()
         n = 0
         while not self._stopped.is_set() and (frames is None or n < frames):
-            if not self.echo:
-                self._send(_TONE)
+            event = digits.get(n)
+            if event is not None:
+                payload, marker, first = event
+                if first:
+                    event_ts = self.timestamp
+                self._send(payload, payload_type=TELEPHONE_EVENT, marker=marker, timestamp=event_ts)
+            elif not self.echo and (silent_from is None or n < silent_from):
+                self._send(self.frame)
             n += 1
             delay = start + n * FRAME_MS / 1000 - loop.time()
             if delay > 0:

@@ -69,6 +69,12 @@ class MediaSettings(_Strict):
     host: str = "127.0.0.1"
     rtp_port_min: int = Field(default=20000, ge=1024, le=65534)
     rtp_port_max: int = Field(default=29999, ge=1025, le=65535)
+    # an answered call whose RTP stops for this long is ended (CDR cause rtp-timeout);
+    # not while on hold, when silence is what the peer asked for
+    rtp_timeout_s: float = Field(default=30.0, gt=0)
+    record_calls: bool = True
+    recordings_dir: str = "var/recordings"
+    recording_flush_interval_s: float = Field(default=0.2, gt=0, le=5)
 
     @model_validator(mode="after")
     def _range(self) -> MediaSettings:

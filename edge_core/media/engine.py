@@ -83,7 +83,8 @@ class EngineRelay:
         return self._impl
 
     def add_listener(self, callback: Callable[[MediaEvent], None]) -> None:
-        """Call ``callback(event)`` for every event, on the loop, before it is queued."""
+        """Call ``callback(event)`` for every event, on the loop. With a listener the
+        events are not queued on :attr:`events` as well."""
         self._listeners.append(callback)
 
     async def start(self) -> None:
@@ -196,6 +197,8 @@ class EngineRelay:
         leg.packets_out = stats["packets_out"]
         leg.bytes_in = stats["bytes_in"]
         leg.bytes_out = stats["bytes_out"]
+        leg.lost = max(0, stats.get("lost", 0))
+        leg.jitter_ms = stats.get("jitter_ms")
         if stats["remote"] is not None:
             leg.remote = tuple(stats["remote"])  # type: ignore[assignment]
         age = stats["last_rx_age_s"]
@@ -213,6 +216,8 @@ class EngineRelay:
                     callback(event)
                 except Exception:  # a listener's bug must not stop event delivery
                     log.exception("media event listener failed on %r", event)
+            if self._listeners:
+                continue  # the listeners are the consumers; nobody drains the queue
             try:
                 self.events.put_nowait(event)
             except asyncio.QueueFull:

@@ -61,6 +61,10 @@ class MediaLeg:
     bytes_out: int = 0
     last_rx: float = 0.0
     """``time.monotonic()`` of the last received datagram, 0 if none yet."""
+    lost: int = 0
+    """RTP packets lost on the way in (sequence gaps; the engine counts them)."""
+    jitter_ms: float | None = None
+    """RFC 3550 interarrival jitter of the incoming stream, None when not measured."""
 
     @property
     def rtcp_port(self) -> int:

@@ -522,6 +522,28 @@ def anchor(
     return out
 
 
+def payload_types(sdp: SessionDescription) -> tuple[int | None, int | None]:
+    """(the first G.711 payload type, the telephone-event payload type) of the audio
+    stream: what the media engine needs to decode a leg and read its RFC 4733 digits."""
+    audio = sdp.audio()
+    if audio is None:
+        return None, None
+    voice: int | None = None
+    events: int | None = None
+    for fmt in audio.formats:
+        if not fmt.isdigit():
+            continue
+        codec = audio.codec(int(fmt))
+        if codec is None:
+            continue
+        name = codec.encoding.upper()
+        if voice is None and name in ("PCMU", "PCMA"):
+            voice = int(fmt)
+        elif events is None and name == "TELEPHONE-EVENT":
+            events = int(fmt)
+    return voice, events
+
+
 def media_target(sdp: SessionDescription) -> tuple[str, int] | None:
     """Where the peer wants to receive audio, or None (no audio, port 0, or c=0.0.0.0)."""
     audio = sdp.audio()

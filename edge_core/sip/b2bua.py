@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from edge_core.media.sdp import SdpError, SessionDescription, anchor, media_target
+from edge_core.media.sdp import SdpError, SessionDescription, anchor, media_target, payload_types
 from edge_core.sip.dialog import Leg
 from edge_core.sip.message import NameAddr, Request, Response, new_call_id, new_tag
+from edge_core.sip.records import call_record, refused_record
 from edge_core.store.db import CdrRow
 
 log = logging.getLogger("edge.b2bua")
@@ -74,6 +75,10 @@ class Call:
         "destination",
         "reinvite",
         "b_ack",
+        "on_hold",
+        "recording",
+        "offer",
+        "digits",
     )
 
     def __init__(self, a: Leg, from_uri: str, from_number: str, to_number: str, destination: str, start: float) -> None:
@@ -94,6 +99,10 @@ class Call:
         self.destination = destination
         self.reinvite: PendingReinvite | None = None
         self.b_ack: Request | None = None  # re-sent when the callee retransmits its 2xx
+        self.on_hold = False  # a re-INVITE put the media on hold: silence is expected
+        self.recording: str | None = None  # the WAV's path while recorded
+        self.offer: SessionDescription | None = None  # the caller's SDP offer
+        self.digits: list[str] = []  # DTMF the caller sent (RFC 4733 or in-band), in order
 
 
 class B2BUA:
@@ -108,6 +117,7 @@ class B2BUA:
         ring_timeout_s: float,
         user_agent: str,
         media_host: str,
+        recorder: Any = None,
     ) -> None:
         self.layer = layer
         self.media = media
@@ -117,14 +127,15 @@ class B2BUA:
         self.ring_timeout_s = ring_timeout_s
         self.user_agent = user_agent
         self.media_host = media_host
+        self.recorder = recorder  # CallRecorder, or None when calls are not recorded
         self.calls: dict[str, Call] = {}
+        self._by_media: dict[int, Call] = {}  # media leg id -> its call (RTP timeouts)
         self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}  # (Call-ID, our tag)
         # (deadline, seq, call id, what): "ring" timeouts and "forget" of ended dialogs
         self._timers: list[tuple[float, int, str, str]] = []
         self._ended: dict[str, Call] = {}
         self._seq = itertools.count()
         self.records: list[CdrRow] = []
-        self.session_ids = itertools.count(int(wall()))
 
     # -- helpers ----------------------------------------------------------------------
     def _via(self, transport: str) -> str:
@@ -198,6 +209,7 @@ class B2BUA:
         a.remote_cseq = invite.cseq[0]
         a.route_set = invite.header_values("Record-Route")
         call = Call(a, caller.uri, caller_number, dialled, destination, self.wall())
+        call.offer = offer
         call.a_tx = tx
         tx.owner = call
         self.calls[call.id] = call
@@ -237,6 +249,8 @@ class B2BUA:
         if target is not None:
             self.media.set_remote(a.media, *target)
         self.media.connect(a.media, b.media)
+        self._by_media[a.media.id] = call
+        self._by_media[b.media.id] = call
         self._dialogs[(b.call_id, b.local_tag)] = (call, b)
 
         max_forwards = invite.header("Max-Forwards")
@@ -253,29 +267,7 @@ class B2BUA:
 
     def record_refused(self, invite: Request, caller_number: str, dialled: str, status: int, reason: str) -> None:
         """A CDR for a call refused before any callee was tried (404, 480, 483 ...)."""
-        now = self.wall()
-        self.records.append(
-            CdrRow(
-                call_id=str(uuid.uuid4()),
-                a_call_id=invite.call_id,
-                b_call_id=None,
-                from_uri=NameAddr.parse(invite.header("From") or "").uri,
-                from_number=caller_number,
-                to_number=dialled,
-                destination=None,
-                start_time=now,
-                answer_time=None,
-                end_time=now,
-                disposition="rejected",
-                hangup_side="edge",
-                sip_status=status,
-                sip_reason=reason,
-                a_rtp_port=None,
-                b_rtp_port=None,
-                packets_a_to_b=0,
-                packets_b_to_a=0,
-            )
-        )
+        self.records.append(refused_record(invite, caller_number, dialled, status, reason, self.wall()))
 
     # -- events from the transaction layer ----------------------------------------------
     def on_response(self, resp: Response, tx: Any, now: float) -> None:
@@ -325,6 +317,9 @@ class B2BUA:
                 return
             call.state = CallState.ANSWERED
             call.answer_time = self.wall()
+            self._configure_codecs(call, resp)
+            if self.recorder is not None:
+                call.recording = self.recorder.start(call.id, call.a.media, b.media)
             self._respond(call, 200, now, None, sdp)
             return
         # a final failure from the callee
@@ -339,6 +334,22 @@ class B2BUA:
         if status == 487:
             disposition = "cancelled"
         self._fail(call, relayed, resp.reason if relayed == status else None, now, disposition=disposition, sip_status=status)
+
+    def _configure_codecs(self, call: Call, resp: Response) -> None:
+        """Tell the engine what each leg carries: the answer's G.711 type for both, and
+        each side's own telephone-event type (so RFC 4733 digits are read on it)."""
+        b = call.b
+        assert b is not None
+        try:
+            answer = SessionDescription.parse(resp.body)
+        except SdpError:
+            return
+        voice, b_events = payload_types(answer)
+        a_events = payload_types(call.offer)[1] if call.offer is not None else None
+        if voice is None or not hasattr(self.media, "set_codec"):
+            return
+        self.media.set_codec(call.a.media, voice, a_events)
+        self.media.set_codec(b.media, voice, b_events)
 
     def _answer_for_a(self, call: Call, resp: Response) -> bytes | None:
         """The callee's SDP, anchored for the caller; None when it is unusable."""
@@ -389,7 +400,7 @@ class B2BUA:
             self._send_bye(call, call.a, now)
             if call.b is not None:
                 self._send_bye(call, call.b, now)
-            self._end(call, now, disposition="failed", hangup_side="edge", status=408, reason="No ACK")
+            self._end(call, now, disposition="failed", hangup_side="edge", status=408, reason="No ACK", cause="no-ack")
 
     def on_stray_response(self, resp: Response) -> None:
         """A 2xx retransmitted after its transaction ended: our ACK was lost, send it again."""
@@ -408,12 +419,12 @@ class B2BUA:
                     for leg in (call.a, call.b):
                         if leg is not None:
                             self._send_bye(call, leg, now)
-                    self._end(call, now, disposition="answered", hangup_side="edge", status=200, reason="Shutdown")
+                    self._end(call, now, disposition="answered", hangup_side="edge", status=200, reason="Shutdown", cause="shutdown")
                 else:
                     self._fail(call, 503, "Shutting Down", now, disposition="failed")
             except Exception:
                 log.exception("call %s: could not hang up at shutdown", call.id)
-                self._end(call, now, disposition="failed", hangup_side="edge", status=500, reason="Shutdown Error")
+                self._end(call, now, disposition="failed", hangup_side="edge", status=500, reason="Shutdown Error", cause="shutdown")
 
     def find_dialog(self, request: Request) -> tuple[Call, Leg] | None:
         return self._dialogs.get((request.call_id, request.to_tag or ""))
@@ -462,6 +473,8 @@ class B2BUA:
             target = media_target(offer)
             if target is not None:
                 self.media.set_remote(leg.media, *target)
+            audio = offer.audio()
+            call.on_hold = audio is not None and offer.is_hold(audio)
         self.layer.send_trying(tx, now)
         req = other.request("INVITE", self._via(other.transport), self._contact(other.transport), body=body, content_type=SDP if body else None)
         client_tx = self.layer.send_request(req, other.addr, now, reliable=other.transport == "tcp", transport=other.transport)
@@ -526,42 +539,56 @@ class B2BUA:
             self._respond(call, status, now, reason)
         self._end(call, now, disposition=disposition, hangup_side="callee" if sip_status else "edge", status=status, reason=reason or "")
 
-    def _end(self, call: Call, now: float, *, disposition: str, hangup_side: str, status: int, reason: str) -> None:
+    def _end(
+        self,
+        call: Call,
+        now: float,
+        *,
+        disposition: str,
+        hangup_side: str,
+        status: int,
+        reason: str,
+        cause: str | None = None,
+    ) -> None:
         if call.state is CallState.ENDED:
             return
         call.state = CallState.ENDED
-        a, b = call.a, call.b
-        a_media = a.media
-        b_media = b.media if b is not None else None
-        for media_leg in (a_media, b_media):
-            if media_leg is not None:
-                self.media.release(media_leg)
+        if call.recording is not None and self.recorder is not None:
+            self.recorder.stop(call.id)  # drains the legs: before they are released
+        for leg in (call.a, call.b):
+            if leg is not None and leg.media is not None:
+                self.media.release(leg.media)
+                self._by_media.pop(leg.media.id, None)
         self.calls.pop(call.id, None)
         # keep the dialogs findable while retransmissions may still arrive (64*T1)
         heapq.heappush(self._timers, (now + DIALOG_LINGER_S, next(self._seq), call.id, "forget"))
         self._ended[call.id] = call
         self.records.append(
-            CdrRow(
-                call_id=call.id,
-                a_call_id=a.call_id,
-                b_call_id=b.call_id if b else None,
-                from_uri=call.from_uri,
-                from_number=call.from_number,
-                to_number=call.to_number,
-                destination=call.destination,
-                start_time=call.start_time,
-                answer_time=call.answer_time,
-                end_time=self.wall(),
-                disposition=disposition,
-                hangup_side=hangup_side,
-                sip_status=status,
-                sip_reason=reason or "",
-                a_rtp_port=a.media.local_port if a.media is not None else None,
-                b_rtp_port=b.media.local_port if b is not None and b.media is not None else None,
-                packets_a_to_b=a_media.packets_in if a_media is not None else 0,
-                packets_b_to_a=b_media.packets_in if b_media is not None else 0,
+            call_record(
+                call, self.wall(), disposition=disposition, hangup_side=hangup_side,
+                status=status, reason=reason or "", cause=cause,
             )
         )
+
+    def on_media_event(self, event: tuple[Any, ...], now: float) -> None:
+        """An event from the media engine: a digit is noted on its call (the IVR will
+        consume them); an RTP timeout ends an answered call."""
+        if event[0] == "dtmf":
+            call = self._by_media.get(event[1])
+            if call is not None and event[1] == call.a.media.id:
+                call.digits.append(event[2])
+            return
+        if event[0] != "timeout":
+            return
+        call = self._by_media.get(event[1])
+        if call is None or call.state is not CallState.ANSWERED or call.on_hold:
+            return  # silence is expected on hold (RFC 3264 §8.4 sendonly/inactive)
+        log.info("call %s: no RTP on leg %s: hanging up", call.id, event[1])
+        for leg in (call.a, call.b):
+            if leg is not None:
+                self._send_bye(call, leg, now)
+        self._end(call, now, disposition="answered", hangup_side="edge", status=200,
+                  reason="RTP Timeout", cause="rtp-timeout")
 
     # -- timers ------------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -576,6 +603,7 @@ class B2BUA:
                     self._dialogs.pop((ended.a.call_id, ended.a.local_tag), None)
                     if ended.b is not None:
                         self._dialogs.pop((ended.b.call_id, ended.b.local_tag), None)
+                    ended.a_tx = ended.b_tx = ended.reinvite = None  # no cycles left behind
                 continue
             call = self.calls.get(call_id)
             if call is None or call.state not in (CallState.ROUTING, CallState.EARLY):

@@ -36,6 +36,7 @@ class SipCore:
         local: dict[str, tuple[str, int]],
         wall: Callable[[], float],
         secret: bytes,
+        recorder: Any = None,
     ) -> None:
         sip = config.sip
         self.config = config
@@ -56,6 +57,7 @@ class SipCore:
             ring_timeout_s=sip.ring_timeout_s,
             user_agent=sip.user_agent,
             media_host=config.media.host,
+            recorder=recorder,
         )
         self.counters: Counter[str] = Counter()
 
@@ -76,6 +78,10 @@ class SipCore:
         elif isinstance(event, txl.AckTimedOut):
             self.counters["ack.timeout"] += 1
             self.b2bua.on_ack_timeout(event.response, now)
+        elif isinstance(event, txl.TransactionTerminated):
+            # break tx.owner <-> call.*_tx: the call is then freed by reference counting,
+            # not left for the cyclic GC, whose pauses grow with what lives
+            event.transaction.owner = None
         elif isinstance(event, txl.StrayResponse):
             self.b2bua.on_stray_response(event.response)
 

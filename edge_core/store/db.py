@@ -24,6 +24,7 @@ __all__ = [
     "MIGRATIONS",
     "BindingRow",
     "CdrRow",
+    "RecordingRow",
     "EdgeStore",
     "StoreError",
 ]
@@ -78,6 +79,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             b_rtp_port      INTEGER,
             packets_a_to_b  INTEGER NOT NULL DEFAULT 0,
             packets_b_to_a  INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    ),
+    (
+        # the media engine: why a call ended, per-leg quality, the recordings index
+        "ALTER TABLE cdrs ADD COLUMN cause TEXT NOT NULL DEFAULT 'normal'",
+        "ALTER TABLE cdrs ADD COLUMN a_lost INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE cdrs ADD COLUMN b_lost INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE cdrs ADD COLUMN a_jitter_ms REAL",
+        "ALTER TABLE cdrs ADD COLUMN b_jitter_ms REAL",
+        "ALTER TABLE cdrs ADD COLUMN mos REAL",
+        "ALTER TABLE cdrs ADD COLUMN recording TEXT",
+        "ALTER TABLE cdrs ADD COLUMN dtmf TEXT NOT NULL DEFAULT ''",
+        """
+        CREATE TABLE recordings (
+            call_id     TEXT PRIMARY KEY,
+            path        TEXT NOT NULL,
+            started_at  REAL NOT NULL,
+            duration_s  REAL NOT NULL,
+            bytes       INTEGER NOT NULL
         )
         """,
     ),
@@ -148,6 +169,23 @@ class CdrRow:
     """RTP packets relayed from caller to callee."""
     packets_b_to_a: int = 0
     """RTP packets relayed from callee to caller."""
+    cause: str = "normal"
+    """Why the call ended, beyond the SIP status: ``normal``, ``rtp-timeout``,
+    ``no-answer``, ``cancelled``, ``busy``, ``rejected``, ``no-ack``, ``shutdown``..."""
+    a_lost: int = 0
+    """RTP packets lost on the caller's leg (RFC 3550 sequence gaps)."""
+    b_lost: int = 0
+    """RTP packets lost on the callee's leg."""
+    a_jitter_ms: float | None = None
+    """Interarrival jitter of the caller's stream (RFC 3550 estimator), ms."""
+    b_jitter_ms: float | None = None
+    """Interarrival jitter of the callee's stream, ms."""
+    mos: float | None = None
+    """Estimated MOS (simplified ITU-T G.107 E-model), the worse of the two legs."""
+    recording: str | None = None
+    """Path of the call's stereo WAV recording, None when not recorded."""
+    dtmf: str = ""
+    """The digits the caller sent during the call (RFC 4733 or in-band), in order."""
 
     def __post_init__(self) -> None:
         if self.disposition not in DISPOSITIONS:
@@ -158,6 +196,23 @@ class CdrRow:
             raise ValueError(f"sip_status {self.sip_status} is not a SIP status code")
 
 
+@dataclass(frozen=True)
+class RecordingRow:
+    """One call recording in the recordings index."""
+
+    call_id: str
+    """The edge's call id (the CDR's ``call_id``); also the file's name."""
+    path: str
+    """Where the stereo WAV is (caller left, callee right)."""
+    started_at: float
+    """Unix epoch seconds recording started (the answer)."""
+    duration_s: float
+    """Length of the audio, seconds."""
+    bytes: int
+    """Size of the file."""
+
+
+_RECORDING_COLUMNS = ", ".join(f.name for f in fields(RecordingRow))
 _BINDING_COLUMNS = ", ".join(f.name for f in fields(BindingRow))
 _CDR_COLUMNS = ", ".join(f.name for f in fields(CdrRow))
 
@@ -310,6 +365,21 @@ class EdgeStore:
             if "cdrs.call_id" in str(exc):
                 raise StoreError(f"a CDR in this batch is already stored: {exc}") from exc
             raise
+
+    async def insert_recording(self, rec: RecordingRow) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT OR REPLACE INTO recordings ({_RECORDING_COLUMNS}) "
+                f"VALUES ({_placeholders(RecordingRow)})",
+                astuple(rec),
+            )
+
+    async def list_recordings(self, limit: int = 100) -> list[RecordingRow]:
+        async with self._lock, self._db.execute(
+            f"SELECT {_RECORDING_COLUMNS} FROM recordings ORDER BY started_at DESC LIMIT ?", (limit,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [RecordingRow(*row) for row in rows]
 
     async def list_cdrs(self, limit: int = 100) -> list[CdrRow]:
         """The most recently stored CDRs, newest first."""
