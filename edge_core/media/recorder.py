@@ -1,5 +1,8 @@
 """Call recording: one stereo WAV per call (caller left, callee right), named by call id.
 
+The file is created with the first audio: a call that carried none (a signalling-only
+peer) leaves no empty WAV behind and no recording in its CDR.
+
 The media engine taps each recorded leg's decoded audio into a ring buffer, time-aligned
 (gaps are silence), so two legs line up sample for sample. :meth:`CallRecorder.poll`
 (run every ``poll_interval_s`` by the daemon) drains both legs of every recorded call,
@@ -48,7 +51,9 @@ class _Recording:
     pending_caller: bytearray = field(default_factory=bytearray)
     pending_callee: bytearray = field(default_factory=bytearray)
     frames: int = 0
+    audio_bytes: int = 0  # drained so far (on the loop): decides whether a file exists
     wav: wave.Wave_write | None = None
+    failed: bool = False
 
 
 class CallRecorder:
@@ -70,27 +75,30 @@ class CallRecorder:
     def active(self) -> int:
         return len(self._active)
 
-    def start(self, call_id: str, caller_leg: Any, callee_leg: Any) -> str:
-        """Start recording both legs of an answered call; returns the file's path."""
+    def start(self, call_id: str, caller_leg: Any, callee_leg: Any) -> None:
+        """Start recording both legs of an answered call."""
         path = self.directory / f"{call_id}.wav"
         rec = _Recording(call_id, path, caller_leg, callee_leg, time.time())
         self.media.record(caller_leg, True)
         self.media.record(callee_leg, True)
         self._active[call_id] = rec
-        self._writer.submit(self._open, rec)
-        return str(path)
 
     def poll(self) -> None:
         """Drain every recording's legs and queue the aligned frames for the writer."""
         for rec in self._active.values():
             self._drain(rec, final=False)
 
-    def stop(self, call_id: str) -> None:
-        """Finish a call's recording (before its media legs are released)."""
+    def stop(self, call_id: str) -> str | None:
+        """Finish a call's recording (before its media legs are released); the WAV's
+        path, or None when the call carried no audio and so has no recording."""
         rec = self._active.pop(call_id, None)
-        if rec is not None:
-            self._drain(rec, final=True)
-            self._writer.submit(self._close, rec)
+        if rec is None:
+            return None
+        self._drain(rec, final=True)
+        if rec.audio_bytes == 0:
+            return None
+        self._writer.submit(self._close, rec)
+        return str(rec.path)
 
     async def close(self) -> None:
         """Finish every recording and wait for the writer to flush and close them."""
@@ -101,11 +109,15 @@ class CallRecorder:
     # -- on the loop ----------------------------------------------------------------------
     def _drain(self, rec: _Recording, *, final: bool) -> None:
         try:
-            rec.pending_caller += self.media.take_recording(rec.caller)
-            rec.pending_callee += self.media.take_recording(rec.callee)
+            caller = self.media.take_recording(rec.caller)
+            callee = self.media.take_recording(rec.callee)
         except Exception as exc:  # a released leg: keep what we have
             log.warning("recording %s: could not drain: %s", rec.call_id, exc)
+            caller = callee = b""
+        rec.audio_bytes += len(caller) + len(callee)
         a, b = rec.pending_caller, rec.pending_callee
+        a += caller
+        b += callee
         if final:  # the side that spoke last decides the length; pad the other with silence
             n = max(len(a), len(b))
             a.extend(bytes(n - len(a)))
@@ -126,10 +138,13 @@ class CallRecorder:
             wav.setframerate(SAMPLE_RATE)
             rec.wav = wav
         except OSError as exc:
+            rec.failed = True
             self.errors += 1
             log.error("recording %s: cannot open %s: %s", rec.call_id, rec.path, exc)
 
     def _write(self, rec: _Recording, chunk: bytes) -> None:
+        if rec.wav is None and not rec.failed:
+            self._open(rec)  # the first audio creates the file
         if rec.wav is not None:
             rec.wav.writeframesraw(chunk)
             rec.frames += len(chunk) // 4

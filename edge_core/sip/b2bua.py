@@ -100,7 +100,7 @@ class Call:
         self.reinvite: PendingReinvite | None = None
         self.b_ack: Request | None = None  # re-sent when the callee retransmits its 2xx
         self.on_hold = False  # a re-INVITE put the media on hold: silence is expected
-        self.recording: str | None = None  # the WAV's path while recorded
+        self.recording: str | None = None  # "" while recorded, then the WAV's path (or None)
         self.offer: SessionDescription | None = None  # the caller's SDP offer
         self.digits: list[str] = []  # DTMF the caller sent (RFC 4733 or in-band), in order
 
@@ -319,7 +319,8 @@ class B2BUA:
             call.answer_time = self.wall()
             self._configure_codecs(call, resp)
             if self.recorder is not None:
-                call.recording = self.recorder.start(call.id, call.a.media, b.media)
+                self.recorder.start(call.id, call.a.media, b.media)
+                call.recording = ""  # being recorded; the path is known when it ends
             self._respond(call, 200, now, None, sdp)
             return
         # a final failure from the callee
@@ -554,7 +555,8 @@ class B2BUA:
             return
         call.state = CallState.ENDED
         if call.recording is not None and self.recorder is not None:
-            self.recorder.stop(call.id)  # drains the legs: before they are released
+            # drains the legs, so before they are released; None when no audio came
+            call.recording = self.recorder.stop(call.id)
         for leg in (call.a, call.b):
             if leg is not None and leg.media is not None:
                 self.media.release(leg.media)
