@@ -55,7 +55,8 @@ class MediaEngine:
     def take_recording(self, leg: int) -> bytes:
         """The recorded audio since the last take, int16 LE, gaps filled with silence."""
     def detect_dtmf(self, leg: int, inband: bool) -> None:
-        """Switch in-band (Goertzel) detection; RFC 4733 detection is always on."""
+        """Switch in-band detection (a fresh ``cython_ext.dtmf.DtmfDetector``) on or off;
+        RFC 4733 detection is always on."""
     def counters(self) -> dict[str, int]:
         """legs, packets_relayed, bytes_relayed, packets_dropped, syscalls_recv,
         syscalls_send, loop_iterations,

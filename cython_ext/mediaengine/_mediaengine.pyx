@@ -5,27 +5,45 @@ Same rules, same events, same statistics as the pure-Python reference (read that
 module's docstring for them); the tests run both.  Here the engine thread runs
 ``_run`` without the GIL: ``epoll_wait`` over every leg socket, a wake eventfd and a
 20 ms timerfd; ``recvmmsg`` a batch per ready socket; per packet, in place in the
-receive buffer: latch, RFC 3550 statistics, RFC 4733 / recording / in-band DTMF where
-asked, header rewrite; then one ``sendmmsg`` per batch on the peer's socket.  No
-Python object and no allocation per packet.
+receive buffer: latch, header parse and RFC 3550 statistics (``cython_ext.rtp``'s nogil
+C API), RFC 4733 / recording / in-band DTMF where asked, header rewrite; then one
+``sendmmsg`` per batch on the peer's socket.  No Python object and no allocation per
+packet.  In-band DTMF is ``cython_ext.dtmf``'s ``DtmfDetector``, one per leg that asked,
+fed without the GIL; the engine thread takes the GIL only when the detector reports a
+finished press, to ``take()`` it.
 
 Python calls change the C state under one mutex (the engine thread holds it while it
 handles one ``epoll_wait`` result, never while it waits), so calls are synchronous and
 raise at the call site; sockets are created and bound by the calling thread and added
 to the epoll set directly (epoll_ctl is thread-safe).  Events go back through a C
 array and an eventfd.  G.711 comes from ``cython_ext.g711`` (cimported, inline).
+
+A leg's ``DtmfDetector`` is owned by ``MediaEngine.detectors`` (a dict, changed only
+with the GIL); the C leg holds a borrowed pointer, set and cleared under the engine
+lock, so the engine thread never sees a freed detector.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.ref cimport PyObject
 from libc.errno cimport EACCES, EADDRINUSE, EAGAIN, EINTR, errno
-from libc.math cimport fabs
 from libc.stdint cimport int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close, read, write
 
+from cython_ext.dtmf._dtmf cimport DtmfDetector
 from cython_ext.g711._g711 cimport alaw_to_linear, linear_to_alaw, linear_to_ulaw, ulaw_to_linear
+from cython_ext.rtp._rtp cimport (
+    RTP_OK,
+    RtpHeaderC,
+    RxStatsC,
+    rtp_parse_header,
+    rxstats_init,
+    rxstats_jitter_ms,
+    rxstats_lost,
+    rxstats_update,
+)
 
 import ipaddress
 import os
@@ -173,7 +191,7 @@ cdef enum:
     TICK_NS = 20000000
     NS_PER_SAMPLE = 125000
     MAX_EVENTS = 4096
-    DTMF_BLOCK = 205
+    SAMPLE_RATE = 8000
 
 cdef enum:
     EV_DTMF = 1
@@ -183,8 +201,6 @@ cdef enum:
 
 cdef int16_t ULAW_DEC[256]
 cdef int16_t ALAW_DEC[256]
-cdef double DTMF_COEFF[8]
-cdef const char* DTMF_KEYS = b"123A456B789C*0#D"
 cdef const char* RFC4733_KEYS = b"0123456789*#ABCD"
 
 
@@ -195,9 +211,6 @@ cdef void _init_tables():
     for c in range(256):
         ULAW_DEC[c] = ulaw_to_linear(<uint8_t>c)
         ALAW_DEC[c] = alaw_to_linear(<uint8_t>c)
-    from math import cos, pi
-    for c, f in enumerate((697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0)):
-        DTMF_COEFF[c] = 2.0 * cos(2.0 * pi * f / 8000)
 
 
 _init_tables()
@@ -227,31 +240,26 @@ cdef struct Leg:
     uint32_t src_ssrc
     uint16_t seq_off
     uint32_t ts_off
-    # counters and RFC 3550 receive state
-    uint64_t packets_in, packets_out, bytes_in, bytes_out, dropped, late
+    # counters and RFC 3550 receive state (of the current source; earlier sources'
+    # loss and late packets are carried in *_before)
+    uint64_t packets_in, packets_out, bytes_in, bytes_out, dropped
     int has_rx
     uint32_t rx_ssrc
-    uint32_t base_seq, max_seq, cycles
-    int32_t bad_seq  # -1: none
-    int64_t received
+    RxStatsC rx
     int64_t lost_before
-    double jitter
-    int has_transit
-    int64_t last_transit
+    int64_t late_before
     int64_t last_rx_ns
     int64_t activity_ns
     int timed_out
-    # RFC 4733
-    int has_te_end
-    uint32_t te_end_ts
-    # in-band DTMF
-    int inband
-    double g_s1[8]
-    double g_s2[8]
-    double g_energy
-    int g_n
-    char g_digit  # 0: none
-    int g_blocks
+    # RFC 4733: cython_ext.dtmf.rfc4733.TelephoneEventReceiver's state
+    int te_started
+    uint32_t te_ts
+    int te_event
+    int te_duration
+    int te_ended
+    int te_open  # a press not reported yet
+    # in-band DTMF: borrowed from MediaEngine.detectors, NULL when off
+    PyObject* dtmf
     # playback (encoded payload, a whole number of frames)
     uint8_t* play_buf
     size_t play_len
@@ -349,137 +357,98 @@ cdef inline void drop(Engine* e, Leg* leg) noexcept nogil:
 
 
 cdef inline int64_t leg_lost(Leg* leg) noexcept nogil:
-    cdef int64_t expected
-    if not leg.has_rx:
-        return leg.lost_before
-    expected = <int64_t>leg.cycles + leg.max_seq - leg.base_seq + 1
-    if expected > leg.received:
-        return leg.lost_before + expected - leg.received
-    return leg.lost_before
+    cdef int64_t lost = rxstats_lost(&leg.rx)
+    return leg.lost_before + (lost if lost > 0 else 0)
+
+
+cdef inline int64_t leg_late(Leg* leg) noexcept nogil:
+    return leg.late_before + leg.rx.out_of_order + leg.rx.rejected
 
 
 # --- per packet -----------------------------------------------------------------------
 
-cdef void receive_stats(Leg* leg, uint32_t seq, uint32_t ts, uint32_t ssrc, int64_t now,
-                        int for_jitter) noexcept nogil:
-    """RFC 3550 A.1 (sequence, loss) and A.8 (jitter)."""
-    cdef uint32_t udelta
-    cdef int64_t transit, d
-    if not leg.has_rx or ssrc != leg.rx_ssrc:
+cdef void receive_stats(Leg* leg, const RtpHeaderC* h, int64_t now, bint for_jitter) noexcept nogil:
+    """RFC 3550 A.1/A.3/A.8 by ``cython_ext.rtp``, per source, summed over the call.
+
+    A new SSRC starts a fresh ``RxStatsC``; a confirmed sequence restart restarts the
+    kernel's count: the loss counted up to either is kept in ``lost_before``.
+    Telephone-event packets count for the sequence but not for jitter (their timestamp
+    is the event's start), so their jitter sample is undone."""
+    cdef RxStatsC keep
+    cdef int64_t lost, restarts
+    if not leg.has_rx or h.ssrc != leg.rx_ssrc:
         leg.lost_before = leg_lost(leg)
+        leg.late_before = leg_late(leg)
         leg.has_rx = 1
-        leg.rx_ssrc = ssrc
-        leg.base_seq = seq
-        leg.max_seq = seq
-        leg.cycles = 0
-        leg.received = 1
-        leg.bad_seq = -1
-        leg.has_transit = 0
-    else:
-        udelta = (seq - leg.max_seq) & 0xFFFF
-        if udelta < 3000:
-            if seq < leg.max_seq:
-                leg.cycles += 0x10000
-            leg.max_seq = seq
-            if udelta == 0:
-                leg.late += 1
-        elif udelta <= 0x10000 - 100:
-            if <int32_t>seq == leg.bad_seq:
-                leg.lost_before = leg_lost(leg)
-                leg.base_seq = seq
-                leg.max_seq = seq
-                leg.cycles = 0
-                leg.received = 0
-                leg.has_transit = 0
-            else:
-                leg.bad_seq = (seq + 1) & 0xFFFF
-                leg.late += 1
-                return
-        else:
-            leg.late += 1
-        leg.received += 1
+        leg.rx_ssrc = h.ssrc
+        rxstats_init(&leg.rx, SAMPLE_RATE, 1)
+    lost = rxstats_lost(&leg.rx)
+    restarts = leg.rx.restarts
     if for_jitter:
-        transit = now // NS_PER_SAMPLE - <int64_t>ts
-        if leg.has_transit:
-            d = <int32_t><uint32_t>(transit - leg.last_transit)
-            leg.jitter += (fabs(<double>d) - leg.jitter) / 16.0
-        leg.last_transit = transit
-        leg.has_transit = 1
+        if not rxstats_update(&leg.rx, h.seq, h.ts, now * 1e-9):
+            return
+    else:
+        keep = leg.rx
+        if not rxstats_update(&leg.rx, h.seq, h.ts, now * 1e-9):
+            return
+        leg.rx.jitter = keep.jitter
+        leg.rx.have_transit = keep.have_transit and leg.rx.restarts == restarts
+        leg.rx.last_arrival_s = keep.last_arrival_s
+        leg.rx.last_ts = keep.last_ts
+    if leg.rx.restarts != restarts and lost > 0:
+        leg.lost_before += lost
 
 
-cdef void rfc4733(Engine* e, Leg* leg, const unsigned char* p, Py_ssize_t n, uint32_t ts) noexcept nogil:
-    cdef int event
-    if n < 4 or not (p[1] & 0x80) or (leg.has_te_end and ts == leg.te_end_ts):
+cdef inline void te_press(Engine* e, Leg* leg) noexcept nogil:
+    emit(e, EV_DTMF, leg, RFC4733_KEYS[leg.te_event], leg.te_duration * 1000 // SAMPLE_RATE,
+         0, 0, 0, 0)
+
+
+cdef void rfc4733(Engine* e, Leg* leg, const unsigned char* p, int n, uint32_t ts) noexcept nogil:
+    """``TelephoneEventReceiver.feed`` (cython_ext.dtmf.rfc4733) without the GIL: one
+    event per press, on its first end packet; a press whose end packets were lost is
+    reported when the next one starts; late packets of earlier presses are ignored."""
+    cdef int event, duration, ended, unfinished
+    if n < 4:
         return
-    leg.has_te_end = 1
-    leg.te_end_ts = ts
     event = p[0]
-    if event < 16:
-        emit(e, EV_DTMF, leg, RFC4733_KEYS[event], me_get16(p + 2) * 1000 // 8000, 0, 0, 0, 0)
+    if event >= 16:
+        return
+    ended = (p[1] & 0x80) != 0
+    duration = me_get16(p + 2)
+    if leg.te_started:
+        if ts == leg.te_ts:
+            if duration > leg.te_duration:
+                leg.te_duration = duration
+            leg.te_ended = leg.te_ended or ended
+            if leg.te_ended and leg.te_open:
+                leg.te_open = 0
+                te_press(e, leg)
+            return
+        if <uint32_t>(ts - leg.te_ts) >= 0x80000000U:
+            return  # late packet of an earlier press
+    unfinished = leg.te_open
+    if unfinished:
+        te_press(e, leg)
+    leg.te_started = 1
+    leg.te_ts = ts
+    leg.te_event = event
+    leg.te_duration = duration
+    leg.te_ended = ended
+    leg.te_open = 1
+    if not unfinished and ended:  # after an unfinished one: reported by the next end packet
+        leg.te_open = 0
+        te_press(e, leg)
 
 
-cdef char dtmf_decide(double* power, double energy) noexcept nogil:
-    cdef int k, row = 0, col = 4
-    cdef double pr, pc
-    if energy < DTMF_BLOCK * 100.0 * 100.0:
-        return 0
-    for k in range(1, 4):
-        if power[k] > power[row]:
-            row = k
-    for k in range(5, 8):
-        if power[k] > power[col]:
-            col = k
-    pr = power[row]
-    pc = power[col]
-    if pr + pc < 0.4 * energy * DTMF_BLOCK / 2:
-        return 0
-    if pc > 6.3 * pr or pr > 6.3 * pc:
-        return 0
-    for k in range(4):
-        if k != row and power[k] * 4.0 > pr:
-            return 0
-        if k + 4 != col and power[k + 4] * 4.0 > pc:
-            return 0
-    return DTMF_KEYS[row * 4 + col - 4]
-
-
-cdef void goertzel_reset(Leg* leg) noexcept nogil:
-    cdef int k
-    for k in range(8):
-        leg.g_s1[k] = 0.0
-        leg.g_s2[k] = 0.0
-    leg.g_energy = 0.0
-    leg.g_n = 0
-
-
-cdef void goertzel(Engine* e, Leg* leg, const int16_t* x, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    cdef int k
-    cdef double s0, v
-    cdef double power[8]
-    cdef char digit
-    for i in range(n):
-        v = x[i]
-        for k in range(8):
-            s0 = v + DTMF_COEFF[k] * leg.g_s1[k] - leg.g_s2[k]
-            leg.g_s2[k] = leg.g_s1[k]
-            leg.g_s1[k] = s0
-        leg.g_energy += v * v
-        leg.g_n += 1
-        if leg.g_n == DTMF_BLOCK:
-            for k in range(8):
-                power[k] = (leg.g_s1[k] * leg.g_s1[k] + leg.g_s2[k] * leg.g_s2[k]
-                            - DTMF_COEFF[k] * leg.g_s1[k] * leg.g_s2[k])
-            digit = dtmf_decide(power, leg.g_energy)
-            if digit == leg.g_digit:
-                leg.g_blocks += 1
-            else:
-                if leg.g_digit != 0 and leg.g_blocks >= 2:
-                    emit(e, EV_DTMF, leg, leg.g_digit, leg.g_blocks * DTMF_BLOCK * 1000 // 8000,
-                         1, 0, 0, 0)
-                leg.g_digit = digit
-                leg.g_blocks = 1
-            goertzel_reset(leg)
+cdef void take_inband(Engine* e, Leg* leg) noexcept with gil:
+    """Turn the detector's finished presses into events (the GIL: ``take()`` is Python)."""
+    try:
+        for tone in (<DtmfDetector>leg.dtmf).take():
+            emit(e, EV_DTMF, leg, <char>ord(tone.digit),
+                 tone.duration_samples * 1000 // SAMPLE_RATE, 1, 0, 0, 0)
+    except BaseException:  # MemoryError: the presses are lost, the relay goes on
+        e.events_dropped += 1
 
 
 cdef void record(Leg* leg, const int16_t* x, Py_ssize_t n, uint32_t ts, uint32_t ssrc,
@@ -532,9 +501,11 @@ cdef void next_out(Leg* leg, int64_t now, uint16_t* seq, uint32_t* ts) noexcept 
 cdef int packet(Engine* e, Leg* leg, unsigned char* d, Py_ssize_t size, sockaddr_in* src,
                 int64_t now) noexcept nogil:
     """Handle one datagram; 1 when its header was rewritten for the peer (send it)."""
-    cdef int pt, is_te, marker = 0
+    cdef int is_te, marker = 0
     cdef uint32_t seq, ts, ssrc
-    cdef Py_ssize_t start, end, n, i
+    cdef RtpHeaderC h
+    cdef const unsigned char* payload
+    cdef Py_ssize_t n, i
     cdef int16_t pcm[PACKET_BYTES]
     cdef const int16_t* table
     cdef Leg* peer
@@ -556,38 +527,33 @@ cdef int packet(Engine* e, Leg* leg, unsigned char* d, Py_ssize_t size, sockaddr
     leg.last_rx_ns = now
     leg.activity_ns = now
     leg.timed_out = 0
-    if size < 12 or (d[0] >> 6) != 2:
+    if rtp_parse_header(d, size, &h) != RTP_OK:  # not RTP, or a malformed header
         drop(e, leg)
         return 0
-    pt = d[1] & 0x7F
-    if 72 <= pt <= 76:  # multiplexed RTCP (RFC 5761): not relayed
+    if 72 <= h.pt <= 76:  # multiplexed RTCP (RFC 5761): not relayed
         drop(e, leg)
         return 0
-    seq = me_get16(d + 2)
-    ts = me_get32(d + 4)
-    ssrc = me_get32(d + 8)
-    is_te = pt == leg.te_pt
-    receive_stats(leg, seq, ts, ssrc, now, not is_te)
-    if is_te or leg.recording or leg.inband:
-        start = 12 + 4 * (d[0] & 0x0F)
-        if (d[0] & 0x10) and size >= start + 4:
-            start += 4 + 4 * me_get16(d + start + 2)
-        end = size - (d[size - 1] if (d[0] & 0x20) else 0)
+    seq = h.seq
+    ts = h.ts
+    ssrc = h.ssrc
+    is_te = h.pt == leg.te_pt
+    receive_stats(leg, &h, now, not is_te)
+    if h.payload_len > 0 and (is_te or leg.recording or leg.dtmf != NULL):
+        payload = d + h.header_len
+        n = h.payload_len
         if is_te:
-            if end > start:
-                rfc4733(e, leg, d + start, end - start, ts)
-        elif (pt == 0 or pt == 8) and end > start:
-            if pt == 0:
+            rfc4733(e, leg, payload, h.payload_len, ts)
+        elif h.pt == 0 or h.pt == 8:
+            if h.pt == 0:
                 table = &ULAW_DEC[0]
             else:
                 table = &ALAW_DEC[0]
-            n = end - start
             for i in range(n):
-                pcm[i] = table[d[start + i]]
+                pcm[i] = table[payload[i]]
             if leg.recording:
                 record(leg, pcm, n, ts, ssrc, now)
-            if leg.inband:
-                goertzel(e, leg, pcm, n)
+            if leg.dtmf != NULL and (<DtmfDetector>leg.dtmf).feed_samples(pcm, <int>n) > 0:
+                take_inband(e, leg)
     # relay
     if leg.peer < 0:
         drop(e, leg)
@@ -798,8 +764,8 @@ cdef dict _stats_dict(Leg* leg, int64_t now):
         "bytes_in": leg.bytes_in,
         "bytes_out": leg.bytes_out,
         "lost": leg_lost(leg),
-        "late": leg.late,
-        "jitter_ms": leg.jitter / 8.0,
+        "late": leg_late(leg),
+        "jitter_ms": rxstats_jitter_ms(&leg.rx),
         "last_rx_age_s": (now - leg.last_rx_ns) / 1e9 if leg.last_rx_ns else None,
         "dropped": leg.dropped,
         "remote": (_ip_str(leg.remote.sin_addr.s_addr), ntohs(leg.remote.sin_port)) if leg.has_remote else None,
@@ -816,6 +782,7 @@ cdef class MediaEngine:
     cdef int first_port, nports, next_port
     cdef int64_t next_id
     cdef dict slots
+    cdef dict detectors  # leg id -> DtmfDetector, for the legs with in-band detection on
     cdef object thread
     cdef bint closed
 
@@ -840,6 +807,7 @@ cdef class MediaEngine:
         self.next_port = 0
         self.next_id = 1
         self.slots = {}
+        self.detectors = {}
         self.thread = None
         self.closed = False
         self.e = <Engine*>calloc(1, sizeof(Engine))
@@ -890,6 +858,8 @@ cdef class MediaEngine:
         for slot in range(self.e.nlegs):
             if self.e.legs[slot].used:
                 self._free_leg(&self.e.legs[slot])
+        if self.detectors:
+            self.detectors.clear()
         for fd in (self.e.epfd, self.e.wake_fd, self.e.event_fd, self.e.timer_fd):
             if fd >= 0:
                 close(fd)
@@ -1044,7 +1014,7 @@ cdef class MediaEngine:
             leg.out_seq = seq
             leg.out_ts = ts
             leg.resync = 1
-            leg.bad_seq = -1
+            rxstats_init(&leg.rx, SAMPLE_RATE, 1)
             leg.activity_ns = now_ns()
             ev.events = EPOLLIN
             ev.data.u64 = slot
@@ -1110,6 +1080,7 @@ cdef class MediaEngine:
             del self.slots[leg]
         finally:
             self._unlock()
+        self.detectors.pop(leg, None)  # the engine thread no longer sees it
         return final
 
     def stats(self, leg: int) -> dict:
@@ -1204,12 +1175,15 @@ cdef class MediaEngine:
         return data
 
     def detect_dtmf(self, leg: int, inband: bool) -> None:
+        cdef DtmfDetector detector = DtmfDetector(SAMPLE_RATE) if inband else None
         cdef Leg* one = self._lock_leg(leg)
-        one.inband = inband
-        one.g_digit = 0
-        one.g_blocks = 0
-        goertzel_reset(one)
+        one.dtmf = <PyObject*>detector if detector is not None else NULL
         self._unlock()
+        # Swapped after the unlock: the old detector, if any, is freed outside the lock.
+        old = self.detectors.pop(leg, None)
+        if detector is not None:
+            self.detectors[leg] = detector
+        del old
 
     def counters(self) -> dict:
         if self.closed:

@@ -14,9 +14,16 @@ Rules, identical in both implementations (the tests hold them to it):
 * Latching (symmetric RTP, RFC 4961): with ``latch`` on, the first packet after
   allocation or ``set_remote`` fixes the leg's remote to its source (event
   ``("latched", leg, host, port)``); later packets from other sources are dropped.
-* Receive statistics per RFC 3550 A.1/A.8: loss from the extended highest sequence
-  number, ``late`` for packets older than the highest seen, interarrival jitter in
-  ms (8 kHz clock; telephone-event packets are not used for jitter).
+* Headers are parsed by ``cython_ext.rtp`` (``parse_rtp``; the compiled engine uses its
+  nogil ``rtp_parse_header``): a datagram that is not valid RTP (short, version, CSRC
+  list, extension or padding beyond the packet) is dropped and counted in ``dropped``.
+* Receive statistics per RFC 3550 A.1/A.3/A.8 by ``cython_ext.rtp``'s ``ReceiveStats``
+  (``RxStatsC`` compiled), 8 kHz clock, counting from a source's first packet: ``lost``
+  from the extended highest sequence number (never negative), ``late`` for packets
+  behind the highest seen plus jumps the A.1 rules did not accept, interarrival jitter
+  in ms of the current source (telephone-event packets count for the sequence, not for
+  jitter).  A new SSRC, or a confirmed sequence restart, starts a new count; ``lost``
+  and ``late`` are summed over the leg's sources.
 * Relay: a packet received on A goes out of B's socket to B's remote with B's own
   SSRC, and sequence number and timestamp shifted by per-direction offsets.  The
   offsets are (re)computed when B's source changes (first packet, new SSRC, end of a
@@ -28,10 +35,13 @@ Rules, identical in both implementations (the tests hold them to it):
   sends one 160-sample packet from the leg's socket with the leg's SSRC/seq/ts.  The
   peer's relay into the leg is paused meanwhile; ``("play_done", leg, play_id)`` when
   a non-looping prompt ends (not on ``stop_play`` or when replaced).
-* DTMF: RFC 4733 events (payload type ``telephone_event_pt``) are reported once, on
-  the first end packet of an event (its RTP timestamp identifies it; the redundant end
-  packets are ignored).  In-band Goertzel detection on legs that ask for it: 205-sample
-  blocks, digit confirmed after two blocks, reported when it ends.
+* DTMF: RFC 4733 events (payload type ``telephone_event_pt``) by ``cython_ext.dtmf``'s
+  ``TelephoneEventReceiver``: one press per RTP timestamp, reported on its first end
+  packet (a press whose end packets were all lost: when the next press starts), late
+  packets of earlier presses ignored.  In-band detection on legs that ask for it by
+  ``cython_ext.dtmf``'s ``DtmfDetector`` (Goertzel, 102-sample blocks, a key after two
+  blocks, reported when it has ended: see ``dtmf_py``), duration from its first to its
+  last block.
 * Recording: decoded samples (PT 0/8) go into a per-leg buffer at the position given
   by the RTP timestamp, anchored to the wall clock at the first packet (and after a
   pause, an SSRC change or an implausible jump), so gaps become silence and two legs'
@@ -45,21 +55,24 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import math
 import os
 import random
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 from array import array
 from typing import Any
 
+from cython_ext.dtmf.dtmf_py import DtmfDetector
+from cython_ext.dtmf.rfc4733 import TelephoneEventReceiver
 from cython_ext.g711.g711_py import alaw_to_linear as _alaw_to_linear
 from cython_ext.g711.g711_py import linear_to_alaw as _linear_to_alaw
 from cython_ext.g711.g711_py import linear_to_ulaw as _linear_to_ulaw
 from cython_ext.g711.g711_py import ulaw_to_linear as _ulaw_to_linear
+from cython_ext.rtp.rtp_py import ReceiveStats, RtpError, parse_rtp
 
 __all__ = ["IMPLEMENTATION", "MediaEngine", "MediaError"]
 
@@ -73,16 +86,7 @@ MAX_EVENTS = 4096
 PT_PCMU = 0
 PT_PCMA = 8
 _NS_PER_SAMPLE = 1_000_000_000 // SAMPLE_RATE  # 125 µs
-_MAX_DROPOUT = 3000  # RFC 3550 A.1
-_MAX_MISORDER = 100
-_DTMF_BLOCK = 205
-_DTMF_ROWS = (697.0, 770.0, 852.0, 941.0)
-_DTMF_COLS = (1209.0, 1336.0, 1477.0, 1633.0)
-_DTMF_KEYS = ("123A", "456B", "789C", "*0#D")
-_DTMF_COEFFS = tuple(
-    2.0 * math.cos(2.0 * math.pi * f / SAMPLE_RATE) for f in _DTMF_ROWS + _DTMF_COLS
-)
-_RFC4733_KEYS = "0123456789*#ABCD"
+_BIG_ENDIAN = sys.byteorder == "big"
 _SILENCE = {PT_PCMU: 0xFF, PT_PCMA: 0xD5}
 
 
@@ -104,7 +108,7 @@ def _encode(pcm16: bytes, pt: int) -> bytes:
     samples.frombytes(pcm16[: len(pcm16) & ~1])
     if samples.itemsize != 2:  # pragma: no cover - every supported platform
         raise MediaError("int16 arrays are not 2 bytes here")
-    if struct.pack("=h", 1) != struct.pack("<h", 1):  # pragma: no cover - big-endian host
+    if _BIG_ENDIAN:  # pragma: no cover
         samples.byteswap()
     rule = _ENCODE[pt]
     coded = bytes(rule(s) for s in samples)
@@ -136,29 +140,19 @@ class _Leg:
         self.src_ssrc = -1
         self.seq_off = 0
         self.ts_off = 0
-        # Counters and RFC 3550 receive state.
+        # Counters and RFC 3550 receive state of the current source (earlier sources'
+        # and sequence runs' loss and late packets are carried in *_before).
         self.packets_in = self.packets_out = self.bytes_in = self.bytes_out = 0
-        self.dropped = self.late = 0
+        self.dropped = 0
         self.rx_ssrc = -1
-        self.base_seq = self.max_seq = self.cycles = 0
-        self.bad_seq = -1
-        self.received = 0
-        self.lost_before = 0  # loss of earlier sources (SSRC changes)
-        self.jitter = 0.0
-        self.last_transit: int | None = None
+        self.rx = ReceiveStats(SAMPLE_RATE, min_sequential=1)
+        self.lost_before = 0
+        self.late_before = 0
         self.last_rx_ns = 0
         self.activity_ns = now
         self.timed_out = False
-        # RFC 4733.
-        self.te_end_ts = -1
-        # In-band DTMF.
-        self.inband = False
-        self.g_s1 = [0.0] * 8
-        self.g_s2 = [0.0] * 8
-        self.g_energy = 0.0
-        self.g_n = 0
-        self.g_digit = ""
-        self.g_blocks = 0
+        self.telephone_events = TelephoneEventReceiver(SAMPLE_RATE)
+        self.dtmf: DtmfDetector | None = None  # in-band detection, when asked
         # Playback.
         self.play_buf = b""
         self.play_pos = 0
@@ -177,10 +171,10 @@ class _Leg:
         self.rec_ssrc = -1
 
     def lost(self) -> int:
-        if self.rx_ssrc < 0:
-            return self.lost_before
-        expected = self.cycles + self.max_seq - self.base_seq + 1
-        return self.lost_before + max(0, expected - self.received)
+        return self.lost_before + max(0, self.rx.lost)
+
+    def late(self) -> int:
+        return self.late_before + self.rx.out_of_order + self.rx.rejected
 
 
 def _s16(v: int) -> int:
@@ -413,10 +407,7 @@ class MediaEngine:
 
     def detect_dtmf(self, leg: int, inband: bool) -> None:
         with self._lock:
-            one = self._leg(leg)
-            one.inband = inband
-            one.g_digit, one.g_blocks = "", 0
-            self._goertzel_reset(one)
+            self._leg(leg).dtmf = DtmfDetector(SAMPLE_RATE) if inband else None
 
     def counters(self) -> dict[str, int]:
         with self._lock:
@@ -457,8 +448,8 @@ class MediaEngine:
             "bytes_in": one.bytes_in,
             "bytes_out": one.bytes_out,
             "lost": one.lost(),
-            "late": one.late,
-            "jitter_ms": one.jitter / (SAMPLE_RATE / 1000),
+            "late": one.late(),
+            "jitter_ms": one.rx.jitter_ms,
             "last_rx_age_s": (now - one.last_rx_ns) / 1e9 if one.last_rx_ns else None,
             "dropped": one.dropped,
             "remote": one.remote,
@@ -536,117 +527,60 @@ class MediaEngine:
                 return
         one.last_rx_ns = one.activity_ns = now
         one.timed_out = False
-        size = len(data)
-        if size < 12 or data[0] >> 6 != 2:
+        try:
+            packet = parse_rtp(data)
+        except RtpError:  # not RTP, or a malformed header
             self._drop(one)
             return
-        pt = data[1] & 0x7F
+        pt = packet.payload_type
         if 72 <= pt <= 76:  # multiplexed RTCP (RFC 5761): not relayed
             self._drop(one)
             return
-        seq, ts, ssrc = struct.unpack_from("!HII", data, 2)
+        seq, ts, ssrc = packet.sequence, packet.timestamp, packet.ssrc
         is_te = pt == one.te_pt
         self._receive_stats(one, seq, ts, ssrc, now, not is_te)
-        start = 12 + 4 * (data[0] & 0x0F)
-        if data[0] & 0x10 and size >= start + 4:
-            start += 4 + 4 * struct.unpack_from("!H", data, start + 2)[0]
-        end = size - (data[-1] if data[0] & 0x20 else 0)
+        payload = packet.payload
         if is_te:
-            self._rfc4733(one, data[start:end], ts)
-        elif (one.recording or one.inband) and pt in _DECODE and end > start:
-            samples = [_DECODE[pt][c] for c in data[start:end]]
+            if len(payload) >= 4:
+                press = one.telephone_events.feed(ts, payload, packet.marker)
+                if press is not None:
+                    self._emit(("dtmf", one.id, press.digit, press.duration_ms, "rfc4733"))
+        elif (one.recording or one.dtmf is not None) and pt in _DECODE and payload:
+            decode = _DECODE[pt]
+            samples = array("h", [decode[c] for c in payload])
+            if _BIG_ENDIAN:  # pragma: no cover - the recording and the detector take LE
+                samples.byteswap()
             if one.recording:
-                self._record(one, samples, ts, ssrc, now)
-            if one.inband:
-                self._goertzel(one, samples)
+                self._record(one, samples.tobytes(), ts, ssrc, now)
+            if one.dtmf is not None:
+                for tone in one.dtmf.feed(samples.tobytes()):
+                    duration_ms = tone.duration_samples * 1000 // SAMPLE_RATE
+                    self._emit(("dtmf", one.id, tone.digit, duration_ms, "inband"))
         self._relay(one, data, pt, seq, ts, ssrc, now)
 
     def _receive_stats(
         self, one: _Leg, seq: int, ts: int, ssrc: int, now: int, for_jitter: bool
     ) -> None:
+        """``ReceiveStats`` per source, summed over the call (see the module docstring)."""
         if ssrc != one.rx_ssrc:
             one.lost_before = one.lost()
+            one.late_before = one.late()
             one.rx_ssrc = ssrc
-            one.base_seq = one.max_seq = seq
-            one.cycles = 0
-            one.received = 1
-            one.bad_seq = -1
-            one.last_transit = None
-        else:
-            udelta = (seq - one.max_seq) & 0xFFFF
-            if udelta < _MAX_DROPOUT:
-                if seq < one.max_seq:
-                    one.cycles += 0x10000
-                one.max_seq = seq
-                if udelta == 0:
-                    one.late += 1  # duplicate
-            elif udelta <= 0x10000 - _MAX_MISORDER:
-                if seq == one.bad_seq:  # two in a row: the sender restarted its sequence
-                    one.lost_before = one.lost()
-                    one.base_seq = one.max_seq = seq
-                    one.cycles = 0
-                    one.received = 0
-                    one.last_transit = None
-                else:
-                    one.bad_seq = (seq + 1) & 0xFFFF
-                    one.late += 1
-                    return
-            else:
-                one.late += 1
-            one.received += 1
-        if for_jitter:
-            arrival = now // _NS_PER_SAMPLE
-            transit = arrival - ts
-            if one.last_transit is not None:
-                d = abs(_s32(transit - one.last_transit))
-                one.jitter += (d - one.jitter) / 16.0
-            one.last_transit = transit
-
-    def _rfc4733(self, one: _Leg, payload: bytes, ts: int) -> None:
-        if len(payload) < 4 or not payload[1] & 0x80 or ts == one.te_end_ts:
+            one.rx.reset()
+        rx = one.rx
+        lost, restarts = rx.lost, rx.restarts
+        transit = (rx.jitter, rx._have_transit, rx._last_arrival_s, rx._last_ts)
+        if not rx.update(seq, ts, now / 1e9):
             return
-        one.te_end_ts = ts
-        event = payload[0]
-        if event < 16:
-            duration = struct.unpack_from("!H", payload, 2)[0]
-            self._emit(
-                ("dtmf", one.id, _RFC4733_KEYS[event], duration * 1000 // SAMPLE_RATE, "rfc4733")
-            )
+        if not for_jitter:
+            # A telephone-event's timestamp is the event's start: undo its jitter sample
+            # (ReceiveStats has no sequence-only update; RxStatsC is treated the same).
+            rx.jitter, rx._have_transit, rx._last_arrival_s, rx._last_ts = transit
+            rx._have_transit = rx._have_transit and rx.restarts == restarts
+        if rx.restarts != restarts:
+            one.lost_before += max(0, lost)
 
-    def _goertzel_reset(self, one: _Leg) -> None:
-        one.g_s1 = [0.0] * 8
-        one.g_s2 = [0.0] * 8
-        one.g_energy = 0.0
-        one.g_n = 0
-
-    def _goertzel(self, one: _Leg, samples: list[int]) -> None:
-        s1, s2 = one.g_s1, one.g_s2
-        for x in samples:
-            for k in range(8):
-                s0 = x + _DTMF_COEFFS[k] * s1[k] - s2[k]
-                s2[k] = s1[k]
-                s1[k] = s0
-            one.g_energy += float(x * x)
-            one.g_n += 1
-            if one.g_n == _DTMF_BLOCK:
-                power = [
-                    s1[k] * s1[k] + s2[k] * s2[k] - _DTMF_COEFFS[k] * s1[k] * s2[k]
-                    for k in range(8)
-                ]
-                self._dtmf_block(one, _dtmf_decide(power, one.g_energy))
-                self._goertzel_reset(one)
-                s1, s2 = one.g_s1, one.g_s2
-
-    def _dtmf_block(self, one: _Leg, digit: str) -> None:
-        if digit == one.g_digit:
-            one.g_blocks += 1
-            return
-        if one.g_digit and one.g_blocks >= 2:
-            duration = one.g_blocks * _DTMF_BLOCK * 1000 // SAMPLE_RATE
-            self._emit(("dtmf", one.id, one.g_digit, duration, "inband"))
-        one.g_digit, one.g_blocks = digit, 1
-
-    def _record(self, one: _Leg, samples: list[int], ts: int, ssrc: int, now: int) -> None:
+    def _record(self, one: _Leg, raw: bytes, ts: int, ssrc: int, now: int) -> None:
         wall = (now - one.rec_start_ns) // _NS_PER_SAMPLE
         pos = 0
         if one.rec_based and ssrc == one.rec_ssrc:
@@ -657,22 +591,19 @@ class MediaEngine:
             pos = max(wall, one.rec_write)
             one.rec_based, one.rec_ssrc = True, ssrc
             one.rec_base_pos, one.rec_base_ts = pos, ts
-        n = len(samples)
+        n = len(raw) // 2
         if pos + n <= one.rec_read:
             return
         if pos < one.rec_read:
-            samples = samples[one.rec_read - pos :]
+            raw = raw[2 * (one.rec_read - pos) :]
+            n -= one.rec_read - pos
             pos = one.rec_read
-        pcm = array("h", samples)
-        if struct.pack("=h", 1) != struct.pack("<h", 1):  # pragma: no cover
-            pcm.byteswap()
-        raw = pcm.tobytes()
         if pos > one.rec_write:
             one.rec += bytes(2 * (pos - one.rec_write))
             one.rec_write = pos
         offset = 2 * (pos - one.rec_read)
         one.rec[offset : offset + len(raw)] = raw
-        one.rec_write = max(one.rec_write, pos + len(samples))
+        one.rec_write = max(one.rec_write, pos + n)
         excess = (one.rec_write - one.rec_read) - self._rec_cap
         if excess > 0:
             del one.rec[: 2 * excess]
@@ -766,23 +697,3 @@ class MediaEngine:
             one.playing = False
             one.play_buf = b""
             one.resync = True  # the peer's stream continues after our prompt
-
-
-def _dtmf_decide(power: list[float], energy: float) -> str:
-    """The digit of one 205-sample block, or "" (relative and absolute thresholds)."""
-    if energy < _DTMF_BLOCK * 100.0 * 100.0:  # below ~ -50 dBFS
-        return ""
-    row = max(range(4), key=lambda k: power[k])
-    col = max(range(4, 8), key=lambda k: power[k])
-    pr, pc = power[row], power[col]
-    # A pure tone of energy E gives a Goertzel power of about E * N / 2.
-    if pr + pc < 0.4 * energy * _DTMF_BLOCK / 2:
-        return ""
-    if pc > 6.3 * pr or pr > 6.3 * pc:  # twist beyond 8 dB
-        return ""
-    for k in range(4):
-        if k != row and power[k] * 4.0 > pr:
-            return ""
-        if k + 4 != col and power[k + 4] * 4.0 > pc:
-            return ""
-    return _DTMF_KEYS[row][col - 4]

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from cython_ext.dtmf.dtmf_py import DtmfDetector
 from cython_ext.mediaengine import mediaengine_py
 from cython_ext.mediaengine.mediaengine_py import _linear_to_ulaw, _ulaw_to_linear
 
@@ -346,6 +347,22 @@ def test_packets_before_connect_or_remote_are_counted_and_dropped(make_engine, p
 # --- statistics and timeouts ----------------------------------------------------------
 
 
+def test_malformed_rtp_is_dropped_not_relayed(make_engine, phones) -> None:
+    engine = make_engine()
+    alice, bob = phones(), phones()
+    a, a_port, b, _ = call(engine, alice, bob)
+    bad_padding = bytes([0xA0]) + rtp(1, 160)[1:-1] + b"\xff"  # P set, count beyond the packet
+    csrc_overrun = bytes([0x8F]) + rtp(2, 320)[1:20]  # 15 CSRCs announced, 2 present
+    for data in (bad_padding, csrc_overrun, b"\x80\x00"):
+        alice.send(a_port, data)
+    alice.send(a_port, rtp(3, 480))
+    data, _ = bob.next()
+    assert header(data)[0] == 0 and data[12:] == b"\xff" * 160, "only the valid packet"
+    stats = engine.stats(a)
+    assert stats["packets_in"] == 4 and stats["dropped"] == 3
+    assert engine.stats(b)["packets_out"] == 1
+
+
 def test_loss_late_and_jitter_from_a_crafted_stream(make_engine, phones) -> None:
     engine = make_engine()
     alice = phones()
@@ -530,9 +547,54 @@ def test_inband_dtmf_where_asked(make_engine, phones) -> None:
         alice.send(a_port, rtp(i, 160 * i, ulaw(audio[160 * i : 160 * i + 160])))
     event = wait_event(engine, lambda e: e[0] == "dtmf")
     assert event[:3] == ("dtmf", a, "7") and event[4] == "inband"
-    assert 150 <= event[3] <= 230
+    # The engine runs cython_ext.dtmf's detector (102-sample blocks): what that detector
+    # finds in the same G.711-decoded audio, to the sample.
+    (heard,) = DtmfDetector().feed(pcm16([_ulaw_to_linear(c) for c in ulaw(audio)]))
+    assert heard.digit == "7" and event[3] == heard.duration_samples * 1000 // 8000
+    assert 190 <= event[3] <= 205, "a 200 ms tone, to one 12.75 ms block"
     wait_until(lambda: engine.stats(a)["packets_in"] == len(audio) // 160)
     assert engine.read_events() == []
+
+
+def test_inband_dtmf_off_again_and_per_leg(make_engine, phones) -> None:
+    engine = make_engine()
+    alice, bob = phones(), phones()
+    a, a_port = engine.allocate_leg()
+    b, b_port = engine.allocate_leg()
+    engine.detect_dtmf(a, True)
+    engine.detect_dtmf(b, True)
+    engine.detect_dtmf(a, False)
+    one = [x + y for x, y in zip(tone(697, 800, 6000), tone(1209, 800, 6000), strict=False)]
+    audio = one + [0] * 800
+    for i in range(len(audio) // 160):
+        frame = ulaw(audio[160 * i : 160 * i + 160])
+        alice.send(a_port, rtp(i, 160 * i, frame))
+        bob.send(b_port, rtp(i, 160 * i, frame))
+    event = wait_event(engine, lambda e: e[0] == "dtmf")
+    assert event[:3] == ("dtmf", b, "1") and event[4] == "inband"
+    wait_until(lambda: engine.stats(a)["packets_in"] == engine.stats(b)["packets_in"] == 10)
+    assert engine.read_events() == [], "detection was switched off on leg a"
+
+
+def test_rfc4733_lost_end_packets_and_late_packets(make_engine, phones) -> None:
+    """TelephoneEventReceiver's rules (cython_ext.dtmf.rfc4733) in both engines."""
+    engine = make_engine()
+    alice = phones()
+    a, a_port = engine.allocate_leg()
+    for i, duration in enumerate((400, 800)):  # "2" whose end packets were all lost
+        alice.send(a_port, rtp(i, 8000, rfc4733(2, False, duration), pt=101, marker=i == 0))
+    seq = press(alice, a_port, 9, 2, 16000)
+    wait_until(lambda: engine.stats(a)["packets_in"] == seq)  # events precede the count
+    assert [e for e in engine.read_events() if e[0] == "dtmf"] == [
+        ("dtmf", a, "2", 100, "rfc4733"),  # reported when the next press starts
+        ("dtmf", a, "9", 200, "rfc4733"),
+    ]
+    alice.send(a_port, rtp(seq, 8000, rfc4733(2, True, 800), pt=101))  # late end of "2"
+    alice.send(a_port, rtp(seq + 1, 24000, rfc4733(17, True, 800), pt=101))  # not a key
+    wait_until(lambda: engine.stats(a)["packets_in"] == seq + 2)
+    assert [e for e in engine.read_events() if e[0] == "dtmf"] == []
+    stats = engine.stats(a)
+    assert stats["lost"] == 0 and stats["late"] == 0, "event packets count for the sequence"
 
 
 # --- ports and lifecycle --------------------------------------------------------------
