@@ -110,7 +110,10 @@ class CRelay(Relay):
 
 
 class EdgeRelay(Relay):
-    """bench/engine_host.py: the Cython engine when it imports, else asyncio relay v0."""
+    """bench/engine_host.py: the compiled media engine, or its pure-Python twin.
+
+    ``impl``: "engine" (compiled, fails when not built), "python" (the twin) or "auto"
+    (what ``cython_ext.mediaengine`` loads)."""
 
     name = "edge"
 

@@ -14,8 +14,9 @@ Relays:
   c         bench/c_relay.c (epoll, recvfrom/sendto, one socket per leg, symmetric
             latching), ``gcc -O2`` at start into bench/out/: the machine's ceiling
   edge      the Branchline edge's media engine hosted by bench/engine_host.py in its
-            own process: ``cython_ext.mediaengine`` when it imports, else the asyncio
-            relay v0 (``edge_core.media.relay``); "edge_impl" says which
+            own process: ``--edge-impl engine`` the compiled engine, ``python`` its
+            pure-Python twin, ``auto`` whichever ``cython_ext.mediaengine`` loads (the
+            compiled one when built); "edge_impl" says which ran
   rtpengine rtpengine userspace (Debian ``rtpengine-daemon``; ``--with-references``
             installs it as root), one ng offer + answer per call
 
@@ -309,7 +310,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="receive for this long after the last send")
     parser.add_argument("--tick-us", type=int, default=100,
                         help="shortest generator sleep; sends due meanwhile go out together")
-    parser.add_argument("--edge-impl", choices=("auto", "engine", "asyncio"), default="auto")
+    parser.add_argument("--edge-impl", choices=("auto", "engine", "python"), default="auto",
+                        help="edge relay: the compiled media engine, its pure-Python twin, "
+                             "or whichever cython_ext.mediaengine loads")
     parser.add_argument("--nice", type=int, default=0,
                         help="niceness for this run and its relays (negative needs root): "
                              "on a machine shared with other work, e.g. -5")

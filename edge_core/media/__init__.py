@@ -1,14 +1,15 @@
-"""Media on the edge: SDP handling and the RTP relay between the two legs of a call.
+"""Media on the edge: SDP, the legs of a call, the media engine's asyncio adapter, recording.
 
-* ``sdp`` — the sans-I/O SDP model (RFC 4566) and ``anchor``/``media_target``, which
+* ``sdp`` — the sans-IO SDP model (RFC 4566) and ``anchor``/``media_target``, which
   the B2BUA uses to put the edge in the media path of every call.
-* ``relay`` — ``MediaRelay`` and ``MediaLeg``: one UDP socket per call leg, packets
-  relayed between connected legs with symmetric-RTP latching. v0 is pure asyncio; the
-  Cython engine replaces it behind the same small interface:
-
-  ``allocate_leg() -> MediaLeg`` (sync), ``set_remote(leg, host, port)``,
-  ``connect(a, b)``, ``release(leg)``, ``start()``/``stop()``, ``implementation``
-  and ``stats()``. Anything else the B2BUA needs goes through that interface too.
+* ``legs`` — ``MediaLeg`` (one side of a call: local port, remote, counters) and
+  ``MediaError``, what signalling holds and catches.
+* ``engine`` — ``EngineRelay``: ``cython_ext.mediaengine`` (native thread, one UDP
+  socket per leg, relay with symmetric-RTP latching, playback, DTMF, statistics)
+  driven from the asyncio loop: ``allocate_leg() -> MediaLeg`` (sync),
+  ``set_remote``, ``connect``, ``release``, ``start()``/``stop()``,
+  ``implementation`` and ``stats()``.
+* ``recorder`` — ``CallRecorder``: a call's two legs as one stereo WAV, with its index.
 
 This package must not import ``edge_core.sip``: signalling drives media, never the
 other way round.

@@ -1,19 +1,18 @@
-"""``EngineRelay``: the media engine (``cython_ext.mediaengine``) behind MediaRelay's interface.
+"""``EngineRelay``: the media engine (``cython_ext.mediaengine``) on the asyncio loop.
 
 A thin asyncio adapter, nothing else: every call goes straight to the engine, which
 runs its own native thread and owns the sockets; the engine's event fd is watched with
 ``loop.add_reader`` and its events are put on :attr:`EngineRelay.events` (and given to
 the registered listeners).  ``latched`` events also update ``MediaLeg.remote``.
 
-Drop-in for :class:`edge_core.media.relay.MediaRelay`: same constructor arguments
-(plus ``rtp_timeout_s`` and ``engine_cls``), the same synchronous ``allocate_leg``,
-``set_remote``, ``connect``, ``release`` taking and returning the same ``MediaLeg``
-objects, async ``start``/``stop``, ``implementation`` and ``stats()``, the same
-``MediaError``.  A leg's counters are refreshed from the engine by :meth:`refresh`
-and on ``release`` (the B2BUA reads them for the CDR after releasing).  Differences a
-caller may notice: IPv4 only, and relayed packets carry the edge leg's own SSRC,
-sequence numbers and timestamps (the engine keeps one RTP stream per leg, so prompts
-can be played into it).
+The B2BUA's interface: synchronous ``allocate_leg`` (a :class:`~edge_core.media.legs.MediaLeg`),
+``set_remote``, ``connect``, ``release``; async ``start``/``stop``; ``implementation``
+and ``stats()``; every failure is a :class:`~edge_core.media.legs.MediaError`.  A leg's
+counters are refreshed from the engine by :meth:`refresh` and on ``release`` (the B2BUA
+reads them for the CDR after releasing).  IPv4 only; relayed packets carry the edge
+leg's own SSRC, sequence numbers and timestamps (the engine keeps one RTP stream per
+leg, so prompts can be played into it).  ``engine_cls`` picks the compiled engine or
+its twin (default: whatever ``cython_ext.mediaengine`` loaded).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from edge_core.media.relay import MediaError, MediaLeg
+from edge_core.media.legs import MediaError, MediaLeg
 
 __all__ = ["EngineRelay", "MediaEvent"]
 
@@ -152,7 +151,7 @@ class EngineRelay:
     def engine_counters(self) -> dict[str, int]:
         return self._engine.counters()
 
-    # --- beyond MediaRelay -------------------------------------------------------------
+    # --- playback, codecs, recording, DTMF ---------------------------------------------
 
     def play(self, leg: MediaLeg, pcm16: bytes, *, loop: bool = False, play_id: int = 0) -> None:
         """Play 8 kHz int16 LE PCM into the leg (its peer's audio paused meanwhile)."""

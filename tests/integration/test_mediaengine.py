@@ -3,8 +3,7 @@
 Every engine test runs on the compiled engine (id ``c-extension``) and the twin
 (``pure-python``).  Nothing sleeps to wait: a test waits for a datagram, an event on
 ``fileno()`` or a counter, always under a deadline; sleeps only pace what a phone sends.
-The last tests drive ``EngineRelay`` (the asyncio adapter) the way the B2BUA drives
-``MediaRelay``.
+The last tests drive ``EngineRelay`` (the asyncio adapter) the way the B2BUA does.
 """
 
 from __future__ import annotations
@@ -668,8 +667,8 @@ def relay_factory(impl: ModuleType):
     return make
 
 
-async def test_engine_relay_is_a_drop_in_for_media_relay(relay_factory, impl, phones) -> None:
-    from edge_core.media.relay import MediaError
+async def test_engine_relay_drives_the_engine_as_the_b2bua_does(relay_factory, impl, phones) -> None:
+    from edge_core.media.legs import MediaError
 
     relay = relay_factory()
     await relay.start()
@@ -700,7 +699,7 @@ async def test_engine_relay_is_a_drop_in_for_media_relay(relay_factory, impl, ph
 
         await asyncio.wait_for(redundant_end_packets_read(), TIMEOUT_S)
         relay.release(a)
-        relay.release(a)  # idempotent, like MediaRelay
+        relay.release(a)  # idempotent
         assert a.packets_in == 7 and a.last_rx > 0
         assert relay.refresh(b)["packets_out"] == b.packets_out >= 1
         with pytest.raises(MediaError, match="not active"):
@@ -711,7 +710,7 @@ async def test_engine_relay_is_a_drop_in_for_media_relay(relay_factory, impl, ph
 
 
 async def test_engine_relay_play_done_and_exhaustion(relay_factory, phones) -> None:
-    from edge_core.media.relay import MediaError
+    from edge_core.media.legs import MediaError
 
     relay = relay_factory(1)
     await relay.start()
