@@ -10,14 +10,14 @@ each at its own path (``nodes.welcome.next: unknown node 'menu1'``), so the site
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import date
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,16 +30,26 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 NodeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 PromptName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
 VarName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")]
-Number = Annotated[str, Field(pattern=r"^[0-9*#+]{1,32}$")]
 
 
-def _dtmf_key(value: str) -> str:
-    if len(value) != 1 or value not in "0123456789*#":
+def _quoted_number(value: object) -> object:
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ValueError(f"put the number in quotes: YAML read it as the integer {value}")
+    return value
+
+
+Number = Annotated[str, BeforeValidator(_quoted_number), Field(pattern=r"^[0-9*#+]{1,32}$")]
+
+
+def _dtmf_key(value: object) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)  # YAML reads an unquoted 1: as the integer 1
+    if not isinstance(value, str) or len(value) != 1 or value not in "0123456789*#":
         raise ValueError("not a single DTMF key (0-9, *, #)")
     return value
 
 
-DtmfKey = Annotated[str, AfterValidator(_dtmf_key)]
+DtmfKey = Annotated[str, BeforeValidator(_dtmf_key)]
 VAR_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]{0,31})\}")
 _PRIORITY_REF = r"^\$\{[A-Za-z_][A-Za-z0-9_]{0,31}\}$"
 # a number to dial, digits and ${var} references mixed: "9${ext}", "${transfer_to}"
@@ -386,8 +396,8 @@ class IvrFlow(_Strict):
             problems = []
             for err in exc.errors():
                 loc = err["loc"]
-                if loc and loc[-1] == "[key]":  # a bad mapping key: the key is the path
-                    loc = loc[:-1]
+                if len(loc) >= 2 and loc[-1] == "[key]":  # a bad mapping key: the key is the path
+                    loc = (*loc[:-2], str(loc[-2]))
                 if len(loc) >= 2 and isinstance(value, dict):
                     node = value.get(loc[0])
                     if isinstance(node, dict) and node.get("type") == loc[1]:
@@ -480,4 +490,17 @@ def check_queues(flow: IvrFlow, queues: set[str], prefix: str = "") -> list[tupl
         (f"{lead}nodes.{name}.queue", f"unknown queue {node.queue!r}")
         for name, node in flow.nodes.items()
         if isinstance(node, QueueNode | CallbackNode) and node.queue not in queues
+    ]
+
+
+def check_transfers(
+    flow: IvrFlow, routable: Callable[[str], bool], prefix: str = ""
+) -> list[tuple[str, str]]:
+    """``(path, reason)`` for every transfer to a fixed number that ``routable`` (e.g.
+    ``lambda n: dial_plan.route(n) is not None``) refuses; ``${var}`` targets are skipped."""
+    lead = f"{prefix}." if prefix else ""
+    return [
+        (f"{lead}nodes.{name}.target", f"no route in the dial plan for {node.target!r}")
+        for name, node in flow.nodes.items()
+        if isinstance(node, TransferNode) and "$" not in node.target and not routable(node.target)
     ]

@@ -36,6 +36,7 @@ from edge_core.ivr.model import (
 )
 
 Value = bool | int | str
+DTMF_KEYS = "0123456789*#ABCD"
 
 
 # -- actions -----------------------------------------------------------------------------
@@ -212,6 +213,9 @@ class FlowRun:
         return self._goto(self.flow.start, now, wall)
 
     def on_digit(self, digit: str, now: float, wall: datetime) -> list[Action]:
+        """One DTMF key (0-9, *, #, A-D); anything else is ignored."""
+        if len(digit) != 1 or digit not in DTMF_KEYS:
+            return []
         return self._dispatch("digit", now, wall, digit)
 
     def on_play_done(self, play_id: int, now: float, wall: datetime) -> list[Action]:
@@ -408,8 +412,6 @@ class FlowRun:
         return actions + self._input_digit(now, wall, digit)
 
     def _input_digit(self, now: float, wall: datetime, digit: str) -> list[Action]:
-        if len(digit) != 1 or digit not in "0123456789*#ABCD":
-            return []
         node = self.flow.nodes[self._node]
         if isinstance(node, MenuNode):
             target = node.options.get(digit)

@@ -7,11 +7,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ValidationError
 
-from edge_core.ivr.model import IvrFlow, check_prompts, check_queues
+from edge_core.ivr.model import IvrFlow, check_prompts, check_queues, check_transfers
 from edge_core.ivr.runner import (
     TERMINAL,
     Action,
@@ -210,6 +211,14 @@ def test_barge_in_stops_the_prompt_and_stale_done_is_ignored() -> None:
     stopped = call.play_id
     assert call.digits("2") == [StopPlay(), Transfer("2001")]
     assert call.run.on_play_done(stopped, call.t, call.wall) == []
+
+
+def test_non_dtmf_input_is_ignored_even_during_a_prompt() -> None:
+    call = Call()
+    call.to_menu()
+    assert call.run.on_digit("x", call.t, call.wall) == []
+    assert call.run.on_digit("12", call.t, call.wall) == []
+    assert call.run.phase is Phase.PROMPTING
 
 
 def test_collect_with_terminator_and_pattern() -> None:
@@ -450,6 +459,35 @@ def test_dangling_menu_option_and_start() -> None:
     ]
 
 
+def test_yaml_flow_with_unquoted_digit_keys() -> None:
+    text = """
+    start: m
+    nodes:
+      m: {type: menu, prompt: menu_main, options: {1: a, "#": m, 12: a}, on_fail: a}
+      a: {type: hangup}
+    """
+    assert problems(yaml.safe_load(text)) == [
+        ("flows.main.nodes.m.options.12", "not a single DTMF key (0-9, *, #)")
+    ]
+    ok = IvrFlow.model_validate(yaml.safe_load(text.replace(", 12: a", "")))
+    assert ok.nodes["m"].options == {"1": "a", "#": "m"}  # type: ignore[union-attr]
+
+
+def test_unquoted_caller_number_is_explained() -> None:
+    text = """
+    start: w
+    nodes:
+      w: {type: lookup, source: table, table: {+4930111: {vip: true}}, next: e}
+      e: {type: hangup}
+    """
+    assert problems(yaml.safe_load(text)) == [
+        (
+            "flows.main.nodes.w.table.4930111",
+            "put the number in quotes: YAML read it as the integer 4930111",
+        )
+    ]
+
+
 def test_unreachable_node_is_an_error() -> None:
     spec = {"start": "a", "nodes": {"a": {"type": "hangup"}, "orphan": {"type": "hangup"}}}
     assert problems(spec) == [("flows.main.nodes.orphan", "not reachable from start 'a'")]
@@ -549,12 +587,16 @@ def test_check_prompts_and_queues() -> None:
         ("flows.main.nodes.survey.prompt", "unknown prompt 'survey_ask'")
     ]
     assert check_queues(flow, {"sales"}) == [("nodes.acct_q.queue", "unknown queue 'support'")]
+    assert check_transfers(flow, lambda n: n.startswith("2")) == []
+    assert check_transfers(flow, lambda n: False, "flows.main") == [
+        ("flows.main.nodes.support.target", "no route in the dial plan for '2001'")
+    ]
 
 
 # -- property: any sequence of events ends the call -----------------------------------------
 
 EVENTS = st.one_of(
-    st.tuples(st.just("digit"), st.sampled_from("0123456789*#")),
+    st.tuples(st.just("digit"), st.sampled_from([*"0123456789*#ABCD", "x", "", "12"])),
     st.tuples(st.just("timer"), st.none()),
     st.tuples(st.just("play_done"), st.booleans()),  # True: the current prompt, False: a stale one
     st.tuples(
@@ -588,7 +630,7 @@ def test_random_events_never_raise_and_the_timer_always_ends_the_call(
     run = call.run
     for kind, arg in events:
         if kind == "digit":
-            seen += call.digits(arg)
+            seen += call._note(run.on_digit(arg, call.t, wall))
         elif kind == "timer":
             if run.get_timer() is not None:
                 seen += call.timer()
