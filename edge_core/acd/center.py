@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import enum
 import heapq
+import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_core.acd.model import AgentConfig, FeatureCodes, QueueConfig
+from edge_core.acd.model import MAX_SKILL_NAMES, AgentConfig, FeatureCodes, QueueConfig
 from edge_core.acd.stats import AgentLive, IntervalRow, QueueLive, Statistics
 
 __all__ = [
@@ -233,7 +234,11 @@ class ContactCenter:
         names = sorted(
             {s for q in queues for s in q.skills} | {s for a in agents for s in a.skills}
         )
+        if len(names) > MAX_SKILL_NAMES:
+            raise ValueError(f"{len(names)} skill names; the matcher holds {MAX_SKILL_NAMES}")
         self._skill_bit = {s: i for i, s in enumerate(names)}
+        # one bit no agent has stands for every skill nobody was configured with
+        self._nobody_bit = len(names)
         self._agents: dict[str, Agent] = {}
         self._agent_by_key: dict[int, Agent] = {}
         for i, a in enumerate(agents):
@@ -254,6 +259,9 @@ class ContactCenter:
         self._heap: list[tuple[float, int, str, tuple[str, ...]]] = []
         self._timers: dict[tuple[str, tuple[str, ...]], int] = {}
         self._timer_seq = 0
+        module = importlib.import_module(type(self._matcher).__module__)
+        self.matcher_implementation: str = getattr(module, "IMPLEMENTATION", "unknown")
+        """``compiled`` / ``python``: which matcher is deciding (say it in status and telemetry)."""
         self.stats = Statistics({q.name: q.service_level_s for q in queues}, [a.id for a in agents])
 
     # -- outputs ---------------------------------------------------------------------
@@ -314,8 +322,6 @@ class ContactCenter:
         q = self._queues[queue]
         flow_skills = tuple(skills)
         needed = tuple(dict.fromkeys([*q.skills, *flow_skills]))
-        for s in needed:  # a skill no agent has: the call waits for max_wait_s
-            self._skill_bit.setdefault(s, len(self._skill_bit))
         if (
             q.max_length
             and sum(1 for c in self._calls.values() if c.queue == queue and c.phase != "connected")
@@ -428,7 +434,9 @@ class ContactCenter:
         if agent.extension is not None:
             self._at_ext.pop(agent.extension, None)
         agent.extension = agent.pause_reason = None
-        for call in [c for c in self._calls.values() if c.phase == "waiting"]:
+        for call in list(self._calls.values()):
+            if call.phase != "waiting" or self._calls.get(call.call_id) is not call:
+                continue  # rung or moved meanwhile (an overflow into a queue dispatches)
             q = self._queues[call.queue]
             if (
                 q.leave_when_empty
@@ -592,7 +600,9 @@ class ContactCenter:
 
     def _wait(self, call: QueueCall) -> None:
         call.phase = "waiting"
-        bits = sum(1 << self._skill_bit[s] for s in call.skills)
+        bits = 0
+        for s in call.skills:  # a skill nobody has: the call waits until max_wait_s
+            bits |= 1 << self._skill_bit.get(s, self._nobody_bit)
         self._matcher.add_call(
             call.key,
             self._qkey[call.queue],

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
+    "MAX_SKILL_NAMES",
     "STRATEGIES",
     "Strategy",
     "OverflowTarget",
@@ -22,6 +23,9 @@ __all__ = [
     "FeatureCodes",
     "check_acd",
 ]
+
+MAX_SKILL_NAMES = 63
+"""Distinct skill names per site: the matcher's skill sets are 64 bits, one kept back."""
 
 STRATEGIES: tuple[str, ...] = (
     "longest-idle",
@@ -200,6 +204,11 @@ def check_acd(
         if len(set(a.queues)) != len(a.queues):
             problems.append((f"agents[{i}].queues", "a queue is listed twice"))
 
+    skill_names = {s for q in queues for s in q.skills} | {s for a in agents for s in a.skills}
+    if len(skill_names) > MAX_SKILL_NAMES:
+        problems.append(
+            ("agents", f"{len(skill_names)} distinct skill names; at most {MAX_SKILL_NAMES}")
+        )
     for i, q in enumerate(queues):
         members = [a for a in agents if q.name in a.queues]
         if q.skills and members and not any(set(q.skills) <= set(a.skills) for a in members):
