@@ -261,7 +261,7 @@ class ContactCenter:
         self._timer_seq = 0
         module = importlib.import_module(type(self._matcher).__module__)
         self.matcher_implementation: str = getattr(module, "IMPLEMENTATION", "unknown")
-        """``compiled`` / ``python``: which matcher is deciding (say it in status and telemetry)."""
+        """``cython`` or ``python``: which matcher decides (for status and telemetry)."""
         self.stats = Statistics({q.name: q.service_level_s for q in queues}, [a.id for a in agents])
 
     # -- outputs ---------------------------------------------------------------------
