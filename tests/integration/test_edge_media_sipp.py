@@ -8,8 +8,9 @@ caller's media again, a little later. What the captures hold (payload type, keys
 length) is read from the files themselves (tests/pcap.py), and what the edge made of
 it is read from its store after it stopped: the CDR's digits and cause, the
 recordings index, and the stereo WAV (caller left, callee right), compared with the
-capture's own decoded audio by its 20 ms energy envelope (the capture is speech, not a
-tone: the envelope is what survives any alignment the recorder chooses).
+capture's own decoded audio: by its 20 ms energy envelope (the capture is speech, not
+a tone, so loudness over time is what a listener would recognise), and sample for
+sample (A-law decodes exactly and the recorder places samples by RTP timestamp).
 
 What arrived at each SIPp is seen on the wire: a packet socket on ``lo``
 (``LoopbackCapture``) keeps the datagrams to and from the SIPp ports, since SIPp
