@@ -72,6 +72,30 @@ def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
         log.warning("SIP UDP receive buffer is %d bytes, asked %d (raise net.core.rmem_max)", granted, size)
 
 
+def load_prompts(config: SiteConfig) -> dict[str, bytes]:
+    """The site's prompt set, generating the defaults that are missing; a flow naming a
+    prompt that is not there is a configuration error (with the flow's path)."""
+    if not (config.flows or config.agents):
+        return {}
+    from edge_core.config.schema import ConfigError
+    from edge_core.ivr.model import check_prompts
+    from edge_core.ivr.prompts import DEFAULT_TEXTS, PromptSet, default_prompts
+
+    directory = Path(config.prompts.dir)
+    if not all((directory / f"{name}.wav").is_file() for name in DEFAULT_TEXTS):
+        log.info("generating the default prompts in %s (%s)", directory, config.prompts.generate)
+        default_prompts(directory, engine=config.prompts.generate)
+    prompts = PromptSet.load(directory)
+    problems = [
+        problem
+        for name, flow in config.flows.items()
+        for problem in check_prompts(flow, set(prompts), prefix=f"flows.{name}")
+    ]
+    if problems:
+        raise ConfigError(str(directory), problems)
+    return dict(prompts.items())
+
+
 class EdgeDaemon:
     def __init__(self, config: SiteConfig, ready_file: str | None = None) -> None:
         self.config = config
@@ -92,6 +116,7 @@ class EdgeDaemon:
     async def run(self) -> int:
         config = self.config
         loop = asyncio.get_running_loop()
+        prompts = load_prompts(config)  # before anything binds: a bad prompt set starts nothing
         self.store = store = await EdgeStore.open(config.store.path)
         media = EngineRelay(
             config.media.host,
@@ -113,7 +138,7 @@ class EdgeDaemon:
             "udp": udp.get_extra_info("sockname")[:2],
             "tcp": tcp_server.sockets[0].getsockname()[:2],
         }
-        core = SipCore(config, layer, media, local, time.time, os.urandom(32), recorder)
+        core = SipCore(config, layer, media, local, time.time, os.urandom(32), recorder, prompts)
         endpoint.core = core
 
         def on_media_event(event: tuple[object, ...]) -> None:

@@ -29,13 +29,14 @@ def _edge_check(args: argparse.Namespace) -> int:
 def _edge_run(args: argparse.Namespace) -> int:
     from edge_core.app import run_edge
     from edge_core.config import ConfigError, load_config
+    from edge_core.ivr.prompts import PromptError
 
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        return run_edge(config, args.ready_file)
+    except (ConfigError, PromptError) as exc:
         print(exc, file=sys.stderr)
         return 2
-    return run_edge(config, args.ready_file)
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -14,6 +14,9 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edge_core.acd.model import AgentConfig, FeatureCodes, QueueConfig, check_acd
+from edge_core.ivr.model import IvrFlow, check_prompts, check_queues, check_transfers
+
 Port = Annotated[int, Field(ge=0, le=65535)]  # 0: pick a free port at start
 Number = Annotated[str, Field(pattern=r"^[0-9*#+]{1,32}$")]
 
@@ -106,11 +109,13 @@ class Trunk(_Strict):
 
 class Route(_Strict):
     """``match`` is a regular expression on the dialled number; ``\\1`` etc. in
-    ``extension`` / ``number`` refer to its groups."""
+    ``extension`` / ``number`` refer to its groups. The target is an extension, a trunk,
+    or an IVR ``flow`` the edge answers itself."""
 
     match: str
     extension: str | None = None
     trunk: str | None = None
+    flow: str | None = None
     number: str = r"\g<0>"
 
     @field_validator("match")
@@ -124,8 +129,8 @@ class Route(_Strict):
 
     @model_validator(mode="after")
     def _one_target(self) -> Route:
-        if (self.extension is None) == (self.trunk is None):
-            raise ValueError("a route needs exactly one of 'extension' or 'trunk'")
+        if sum(t is not None for t in (self.extension, self.trunk, self.flow)) != 1:
+            raise ValueError("a route needs exactly one of 'extension', 'trunk' or 'flow'")
         pattern = re.compile(self.match)
         field = "extension" if self.extension is not None else "number"
         template = self.extension if self.extension is not None else self.number
@@ -137,14 +142,27 @@ class Route(_Strict):
         return self
 
 
+class PromptSettings(_Strict):
+    # 8 kHz mono WAVs named after the prompts; missing defaults are generated there
+    # at start when the site has flows or agents: spoken by espeak-ng when present
+    # ("auto"), or distinct beep patterns ("tones")
+    dir: str = "var/prompts"
+    generate: Literal["auto", "espeak", "tones"] = "auto"
+
+
 class SiteConfig(_Strict):
     site: SiteInfo
     sip: SipSettings = SipSettings()
     media: MediaSettings = MediaSettings()
     store: StoreSettings = StoreSettings()
+    prompts: PromptSettings = PromptSettings()
     extensions: list[Extension] = []
     trunks: list[Trunk] = []
     routes: list[Route] = []
+    flows: dict[str, IvrFlow] = {}
+    queues: list[QueueConfig] = []
+    agents: list[AgentConfig] = []
+    feature_codes: FeatureCodes = FeatureCodes()
 
     @model_validator(mode="after")
     def _references(self) -> SiteConfig:
@@ -156,7 +174,42 @@ class SiteConfig(_Strict):
         for i, route in enumerate(self.routes):
             if route.trunk is not None and route.trunk not in trunk_names:
                 raise ValueError(f"routes[{i}].trunk: no trunk named {route.trunk!r}")
+            if route.flow is not None and route.flow not in self.flows:
+                raise ValueError(f"routes[{i}].flow: no flow named {route.flow!r}")
         return self
+
+
+def cross_check(config: SiteConfig) -> list[tuple[str, str]]:
+    """What only the whole site can tell: queues, agents, prompts and transfers that
+    the flows and the ACD refer to. Each problem keeps its own path."""
+    from edge_core.routing.dialplan import DialPlan
+
+    problems = check_acd(config.queues, config.agents, {e.number for e in config.extensions})
+    queues = {q.name for q in config.queues}
+    prompts = available_prompts(config.prompts.dir)
+    plan = DialPlan(config)
+    for name, flow in config.flows.items():
+        prefix = f"flows.{name}"
+        problems += check_queues(flow, queues, prefix)
+        problems += check_prompts(flow, prompts, prefix)
+        problems += check_transfers(flow, lambda n: plan.route(n) is not None, prefix)
+    codes = config.feature_codes
+    for i, ext in enumerate(config.extensions):
+        for code in (codes.login, codes.logout, codes.pause, codes.unpause):
+            if ext.number.startswith(code):
+                problems.append((f"extensions[{i}].number", f"starts with the feature code {code}"))
+    return problems
+
+
+def available_prompts(directory: str) -> set[str]:
+    """The default prompt names plus every WAV already in ``directory``."""
+    from edge_core.ivr.prompts import DEFAULT_TEXTS
+
+    names = set(DEFAULT_TEXTS)
+    path = Path(directory)
+    if path.is_dir():
+        names |= {p.stem for p in path.glob("*.wav")}
+    return names
 
 
 class ConfigError(Exception):
@@ -184,13 +237,17 @@ def parse_config(data: object, source: str = "<config>") -> SiteConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, [("(top level)", "expected a mapping of sections")])
     try:
-        return SiteConfig.model_validate(data)
+        config = SiteConfig.model_validate(data)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             problems.append((_path(err["loc"]), msg))
         raise ConfigError(source, problems) from None
+    problems = cross_check(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
 
 
 def load_config(path: str | Path) -> SiteConfig:

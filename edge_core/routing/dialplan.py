@@ -22,7 +22,13 @@ class TrunkTarget:
     """The number sent to the trunk, after the route's rewrite."""
 
 
-RouteTarget = ExtensionTarget | TrunkTarget
+@dataclass(frozen=True, slots=True)
+class FlowTarget:
+    flow: str
+    """The IVR flow the edge answers the call with."""
+
+
+RouteTarget = ExtensionTarget | TrunkTarget | FlowTarget
 
 
 _GROUP_REF = re.compile(r"\\(\d+)|\\g<(\w+)>")
@@ -53,7 +59,7 @@ class DialPlan:
         self._trunks = {t.name: t for t in config.trunks}
         self._trusted = {(t.host, t.port): t for t in config.trunks if t.trusted}
         self._routes: list[tuple[re.Pattern[str], Route, Rewrite]] = [
-            (re.compile(r.match), r, Rewrite(r.extension if r.extension is not None else r.number))
+            (re.compile(r.match), r, Rewrite(r.extension if r.extension is not None else r.number or ""))
             for r in config.routes
         ]
 
@@ -63,6 +69,8 @@ class DialPlan:
             m = pattern.fullmatch(dialled)
             if m is None:
                 continue
+            if route.flow is not None:
+                return FlowTarget(route.flow)
             if route.extension is not None:
                 return ExtensionTarget(rewrite.expand(m))
             assert route.trunk is not None  # the schema guarantees exactly one target

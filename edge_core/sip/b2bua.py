@@ -56,6 +56,18 @@ class PendingReinvite:
     client_tx: Any
 
 
+@dataclass(slots=True)
+class RingLeg:
+    """An outgoing leg of a hosted call that has not answered yet (an agent ringing)."""
+
+    leg: Leg
+    agent_id: str
+    invite: Request
+    tx: Any
+    provisional: bool = False
+    cancel_pending: bool = False
+
+
 class Call:
     __slots__ = (
         "id",
@@ -79,6 +91,9 @@ class Call:
         "recording",
         "offer",
         "digits",
+        "hosted",
+        "rings",
+        "codec",
     )
 
     def __init__(self, a: Leg, from_uri: str, from_number: str, to_number: str, destination: str, start: float) -> None:
@@ -103,6 +118,9 @@ class Call:
         self.recording: str | None = None  # "" while recorded, then the WAV's path (or None)
         self.offer: SessionDescription | None = None  # the caller's SDP offer
         self.digits: list[str] = []  # DTMF the caller sent (RFC 4733 or in-band), in order
+        self.hosted = False  # answered by the edge itself (IVR, queue): see hosted.py
+        self.rings: dict[Any, RingLeg] = {}  # client tx -> an agent leg still ringing
+        self.codec = "PCMU"  # the G.711 law the caller's leg carries (hosted calls)
 
 
 class B2BUA:
@@ -128,6 +146,7 @@ class B2BUA:
         self.user_agent = user_agent
         self.media_host = media_host
         self.recorder = recorder  # CallRecorder, or None when calls are not recorded
+        self.hosted: Any = None  # HostedCalls: the IVR/queue side of calls the edge answers
         self.calls: dict[str, Call] = {}
         self._by_media: dict[int, Call] = {}  # media leg id -> its call (RTP timeouts)
         self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}  # (Call-ID, our tag)
@@ -276,6 +295,8 @@ class B2BUA:
             return
         if tx is call.b_tx:
             self._on_b_invite_response(call, resp, now)
+        elif tx in call.rings:
+            self._on_ring_response(call, call.rings[tx], resp, now)
         elif call.reinvite is not None and tx is call.reinvite.client_tx:
             self._on_reinvite_response(call, resp, now)
         # responses to our BYE / CANCEL need nothing more
@@ -368,6 +389,9 @@ class B2BUA:
 
     def on_timeout(self, tx: Any, now: float) -> None:
         call = tx.owner
+        if isinstance(call, Call) and tx in call.rings:
+            self._on_ring_response(call, call.rings[tx], Response(408), now)
+            return
         if isinstance(call, Call) and tx is call.b_tx and call.state in (CallState.ROUTING, CallState.EARLY):
             self._fail(call, 408, "Request Timeout", now, disposition="no-answer", sip_status=408)
         elif isinstance(call, Call) and call.reinvite is not None and tx is call.reinvite.client_tx:
@@ -402,6 +426,164 @@ class B2BUA:
             if call.b is not None:
                 self._send_bye(call, call.b, now)
             self._end(call, now, disposition="failed", hangup_side="edge", status=408, reason="No ACK", cause="no-ack")
+
+    # -- calls the edge answers itself (IVR, queues) ----------------------------------------
+    def answer_hosted(
+        self,
+        invite: Request,
+        tx: Any,
+        addr: tuple[str, int],
+        transport: str,
+        offer: SessionDescription | None,
+        *,
+        caller_number: str,
+        dialled: str,
+        destination: str,
+        now: float,
+    ) -> Call | None:
+        """Answer the caller at once with the edge's own media leg (prompts, hold
+        music and digits go through it); None when the call could not be answered."""
+        caller = NameAddr.parse(invite.header("From") or "")
+        a = Leg(
+            call_id=invite.call_id,
+            local_tag=new_tag(),
+            local_party="",
+            remote_party=invite.header("From") or "",
+            remote_target=NameAddr.parse(invite.header("Contact") or caller.uri).uri,
+            addr=addr,
+            transport=transport,
+        )
+        a.local_party = f"{invite.header('To')};tag={a.local_tag}"
+        a.remote_tag = caller.tag
+        a.remote_cseq = invite.cseq[0]
+        call = Call(a, caller.uri, caller_number, dialled, destination, self.wall())
+        call.hosted = True
+        call.offer = offer
+        call.a_tx = tx
+        tx.owner = call
+        self.calls[call.id] = call
+        self._dialogs[(a.call_id, a.local_tag)] = (call, a)
+        voice, events = payload_types(offer) if offer is not None else (None, None)
+        if offer is None or voice is None:
+            self._fail(call, 488, "Not Acceptable Here", now, disposition="rejected")
+            return None
+        try:
+            a.media = self.media.allocate_leg()
+        except Exception as exc:
+            log.warning("call %s: no media port: %s", call.id, exc)
+            self._fail(call, 503, "No Media Ports", now, disposition="failed")
+            return None
+        self._by_media[a.media.id] = call
+        call.codec = "PCMA" if voice == 8 else "PCMU"
+        target = media_target(offer)
+        if target is not None:
+            self.media.set_remote(a.media, *target)
+        self.media.set_codec(a.media, voice, events)
+        answer = anchor(
+            offer, self.media_host, a.media.local_port, session_id=self._session_id(a),
+            version=a.next_sdp_version(), allowed=(call.codec, "telephone-event"),
+        )
+        call.state = CallState.ANSWERED
+        call.answer_time = self.wall()
+        self._respond(call, 200, now, None, answer.to_bytes())
+        return call
+
+    def offer_leg(self, call: Call, binding: Any, agent_id: str, now: float) -> RingLeg:
+        """Ring one agent (a registered binding) for a hosted call."""
+        transport = binding.transport
+        leg = Leg(
+            call_id=new_call_id(self.local[transport][0]),
+            local_tag=new_tag(),
+            local_party="",
+            remote_party=f"<{binding.contact}>",
+            remote_target=binding.contact,
+            addr=binding.source,
+            transport=transport,
+        )
+        leg.local_party = f"<sip:{call.from_number}@{self.domain}>;tag={leg.local_tag}"
+        leg.media = self.media.allocate_leg()
+        self._by_media[leg.media.id] = call
+        assert call.offer is not None
+        body = anchor(
+            call.offer, self.media_host, leg.media.local_port, session_id=self._session_id(leg),
+            version=leg.next_sdp_version(), allowed=(call.codec, "telephone-event"),
+        ).to_bytes()
+        req = leg.request("INVITE", self._via(transport), self._contact(transport), body=body, content_type=SDP)
+        req.add_header("User-Agent", self.user_agent)
+        tx = self.layer.send_request(req, leg.addr, now, reliable=transport == "tcp", transport=transport)
+        tx.owner = call
+        ring = RingLeg(leg, agent_id, req, tx)
+        call.rings[tx] = ring
+        self._dialogs[(leg.call_id, leg.local_tag)] = (call, leg)
+        return ring
+
+    def cancel_ring(self, call: Call, ring: RingLeg, now: float) -> None:
+        """Stop ringing an agent: CANCEL once it has sent a provisional (§9.1)."""
+        if ring.tx not in call.rings:
+            return
+        if ring.provisional:
+            self._cancel_invite(ring.invite, ring.leg, now)
+        else:
+            ring.cancel_pending = True
+
+    def hang_up(self, call: Call, now: float, *, cause: str, reason: str) -> None:
+        """The edge ends an answered call: BYE to whoever is on it."""
+        if call.state is CallState.ENDED:
+            return
+        for leg in (call.a, call.b):
+            if leg is not None:
+                self._send_bye(call, leg, now)
+        self._end(call, now, disposition="answered", hangup_side="edge", status=200, reason=reason, cause=cause)
+
+    def _on_ring_response(self, call: Call, ring: RingLeg, resp: Response, now: float) -> None:
+        leg = ring.leg
+        if resp.status < 200:
+            if resp.status > 100:
+                ring.provisional = True
+                if ring.cancel_pending:
+                    self._cancel_invite(ring.invite, leg, now)
+            return
+        del call.rings[ring.tx]
+        if resp.status >= 300:
+            self._drop_ring_media(leg)
+            if self.hosted is not None and call.state is not CallState.ENDED:
+                self.hosted.on_ring_failed(call, ring.agent_id, resp.status, now)
+            return
+        leg.learn_remote(resp.header("To") or "", resp.header("Contact"), resp.header_values("Record-Route"))
+        leg.confirmed = True
+        ack = leg.request("ACK", self._via(leg.transport), self._contact(leg.transport), cseq=ring.invite.cseq[0])
+        self.layer.send_stateless(ack, leg.addr, leg.transport)
+        wanted = (
+            call.state is CallState.ANSWERED
+            and call.b is None
+            and self.hosted is not None
+            and self.hosted.on_ring_answered(call, ring.agent_id, now)
+        )
+        if not wanted:  # answered too late: the caller left or another agent answered
+            self._send_bye(call, leg, now)
+            self._drop_ring_media(leg)
+            return
+        call.b, call.b_invite, call.b_ack, call.b_tx = leg, ring.invite, ack, ring.tx
+        try:
+            answer = SessionDescription.parse(resp.body)
+            target = media_target(answer)
+            if target is not None:
+                self.media.set_remote(leg.media, *target)
+            voice, events = payload_types(answer)
+            self.media.set_codec(leg.media, voice if voice is not None else (8 if call.codec == "PCMA" else 0), events)
+        except SdpError as exc:
+            log.info("call %s: agent SDP refused: %s", call.id, exc)
+        self.media.connect(call.a.media, leg.media)
+        if self.recorder is not None:
+            self.recorder.start(call.id, call.a.media, leg.media)
+            call.recording = ""
+
+    def _drop_ring_media(self, leg: Leg) -> None:
+        if leg.media is not None:
+            self._by_media.pop(leg.media.id, None)
+            self.media.release(leg.media)
+            leg.media = None
+        self._dialogs.pop((leg.call_id, leg.local_tag), None)
 
     def on_stray_response(self, resp: Response) -> None:
         """A 2xx retransmitted after its transaction ended: our ACK was lost, send it again."""
@@ -521,18 +703,19 @@ class B2BUA:
         tx.owner = call
 
     def _send_cancel(self, call: Call, now: float) -> None:
-        """CANCEL the callee's INVITE (§9.1): same Request-URI, Via branch, From, To."""
-        invite = call.b_invite
-        b = call.b
-        if invite is None or b is None:
+        """CANCEL the callee's INVITE."""
+        if call.b_invite is None or call.b is None:
             return
         call.cancel_b = False
+        self._cancel_invite(call.b_invite, call.b, now)
+
+    def _cancel_invite(self, invite: Request, b: Leg, now: float) -> None:
+        """CANCEL an INVITE we sent (§9.1): same Request-URI, Via branch, From, To."""
         headers = [[n, v] for n, v in invite.headers if n in ("Via", "From", "To", "Call-ID", "Route")]
         headers.append(["Max-Forwards", "70"])
         headers.append(["CSeq", f"{invite.cseq[0]} CANCEL"])
         cancel = Request("CANCEL", invite.uri, headers)
-        tx = self.layer.send_request(cancel, b.addr, now, reliable=b.transport == "tcp", transport=b.transport)
-        tx.owner = call
+        self.layer.send_request(cancel, b.addr, now, reliable=b.transport == "tcp", transport=b.transport)
 
     # -- ending ------------------------------------------------------------------------
     def _fail(self, call: Call, status: int, reason: str | None, now: float, *, disposition: str, sip_status: int | None = None) -> None:
@@ -554,6 +737,8 @@ class B2BUA:
         if call.state is CallState.ENDED:
             return
         call.state = CallState.ENDED
+        if call.hosted and self.hosted is not None:
+            self.hosted.on_call_end(call, now)  # cancels rings, tells the queue
         if call.recording is not None and self.recorder is not None:
             # drains the legs, so before they are released; None when no audio came
             call.recording = self.recorder.stop(call.id)
@@ -575,16 +760,22 @@ class B2BUA:
     def on_media_event(self, event: tuple[Any, ...], now: float) -> None:
         """An event from the media engine: a digit is noted on its call (the IVR will
         consume them); an RTP timeout ends an answered call."""
-        if event[0] == "dtmf":
-            call = self._by_media.get(event[1])
-            if call is not None and event[1] == call.a.media.id:
-                call.digits.append(event[2])
-            return
-        if event[0] != "timeout":
-            return
         call = self._by_media.get(event[1])
-        if call is None or call.state is not CallState.ANSWERED or call.on_hold:
+        if call is None:
+            return
+        if event[0] == "dtmf" and event[1] == call.a.media.id:
+            call.digits.append(event[2])
+            if call.hosted and self.hosted is not None:
+                self.hosted.on_digit(call, event[2], now)
+            return
+        if event[0] == "play_done" and call.hosted and self.hosted is not None:
+            self.hosted.on_play_done(call, event[2], now)
+            return
+        if event[0] != "timeout" or call.state is not CallState.ANSWERED or call.on_hold:
             return  # silence is expected on hold (RFC 3264 §8.4 sendonly/inactive)
+        joined = (call.a.media.id, call.b.media.id if call.b is not None else None)
+        if event[1] not in joined:
+            return  # an agent leg still ringing carries no media yet
         log.info("call %s: no RTP on leg %s: hanging up", call.id, event[1])
         for leg in (call.a, call.b):
             if leg is not None:

@@ -15,10 +15,11 @@ from typing import Any
 
 from edge_core.config.schema import SiteConfig
 from edge_core.media.sdp import SdpError, SessionDescription
-from edge_core.routing.dialplan import DialPlan, ExtensionTarget, TrunkTarget
+from edge_core.routing.dialplan import DialPlan, ExtensionTarget, FlowTarget, TrunkTarget
 from edge_core.sip import transaction as txl
 from edge_core.sip.auth import DigestChallenger
 from edge_core.sip.b2bua import B2BUA
+from edge_core.sip.hosted import HostedCalls
 from edge_core.sip.message import NameAddr, Request, Response, SipParseError, SipUri, new_tag
 from edge_core.sip.registrar import Registrar
 
@@ -37,6 +38,7 @@ class SipCore:
         wall: Callable[[], float],
         secret: bytes,
         recorder: Any = None,
+        prompts: Any = None,
     ) -> None:
         sip = config.sip
         self.config = config
@@ -60,6 +62,8 @@ class SipCore:
             recorder=recorder,
         )
         self.counters: Counter[str] = Counter()
+        self.hosted = HostedCalls(config, self.b2bua, self.registrar, self.dialplan, prompts or {}, wall)
+        self.b2bua.hosted = self.hosted
 
     # -- the event pump ---------------------------------------------------------------
     def handle_event(self, event: object, now: float) -> None:
@@ -86,10 +90,12 @@ class SipCore:
             self.b2bua.on_stray_response(event.response)
 
     def get_timer(self) -> float | None:
-        return self.b2bua.get_timer()
+        deadlines = [t for t in (self.b2bua.get_timer(), self.hosted.get_timer()) if t is not None]
+        return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         self.b2bua.handle_timer(now)
+        self.hosted.handle_timer(now)
 
     # -- requests ---------------------------------------------------------------------
     def _on_request(self, req: Request, tx: Any, addr: tuple[str, int], transport: str, now: float) -> None:
@@ -187,9 +193,33 @@ class SipCore:
                 return
             caller_number = username
         dialled = ruri.user or ""
+        offer = None
+        if req.body:
+            try:
+                offer = SessionDescription.parse(req.body)
+            except SdpError as exc:
+                self._reply(tx, 400, now, f"Bad SDP: {exc}"[:80])
+                return
+        feature = self.hosted.feature_code(caller_number, dialled, now)
+        if feature is not None:
+            call = self.b2bua.answer_hosted(
+                req, tx, addr, transport, offer, caller_number=caller_number, dialled=dialled,
+                destination="feature-code", now=now,
+            )  # fmt: skip
+            if call is not None:
+                self.hosted.start_feature(call, feature, now)
+            return
         target = self.dialplan.route(dialled)
         if target is None or (isinstance(target, ExtensionTarget) and target.number not in self.passwords):
             self._refuse_call(req, tx, caller_number, dialled, 404, "Not Found", now)
+            return
+        if isinstance(target, FlowTarget):
+            call = self.b2bua.answer_hosted(
+                req, tx, addr, transport, offer, caller_number=caller_number, dialled=dialled,
+                destination=f"flow:{target.flow}", now=now,
+            )  # fmt: skip
+            if call is not None:
+                self.hosted.start_flow(call, target.flow, now)
             return
         if isinstance(target, ExtensionTarget):
             bindings = self.registrar.lookup(target.number, self.wall())
@@ -205,13 +235,6 @@ class SipCore:
             target_uri = f"sip:{target.number}@{t.host}:{t.port}"
             target_addr, target_transport = (t.host, t.port), t.transport
             destination = f"trunk:{t.name}"
-        offer = None
-        if req.body:
-            try:
-                offer = SessionDescription.parse(req.body)
-            except SdpError as exc:
-                self._reply(tx, 400, now, f"Bad SDP: {exc}"[:80])
-                return
         self.b2bua.start_call(
             req,
             tx,

@@ -1,0 +1,112 @@
+"""A caller through the IVR into a queue and on to an agent, through the real daemon.
+
+The agent's phone logs in with the feature code *71; the caller dials the hotline,
+presses 1 during the menu prompt (RFC 4733, barge-in), waits in the queue with hold
+music, and is connected to the agent when the edge rings the agent's phone. The
+daemon is a child process; phones are the simulator on the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.sim.phones import Phone
+from tests.sipp import EdgeProcess
+
+pytestmark = pytest.mark.timeout(90)
+
+DOMAIN = "test.local"
+USERS = {"1001": "pw1001", "2001": "pw2001", "2002": "pw2002"}
+
+
+def site(tmp_path: Path, **queue: Any) -> dict[str, Any]:
+    return {
+        "extensions": [{"number": n, "password": p} for n, p in USERS.items()],
+        "sip": {"t1_ms": 100},
+        "prompts": {"dir": str(tmp_path / "prompts"), "generate": "tones"},
+        "routes": [
+            {"match": r"^(\d{4})$", "extension": r"\1"},
+            {"match": r"^100$", "flow": "hotline"},
+        ],
+        "flows": {
+            "hotline": {
+                "start": "menu",
+                "nodes": {
+                    "menu": {"type": "menu", "prompt": "menu_main", "options": {"1": "sales"},
+                             "timeout_s": 5, "on_fail": "bye"},
+                    "sales": {"type": "queue", "queue": "sales"},
+                    "bye": {"type": "hangup", "cause": "no-choice"},
+                },
+            }
+        },  # fmt: skip
+        "queues": [{"name": "sales", "strategy": "longest-idle", "ring_timeout_s": 5, "wrap_up_s": 1, **queue}],
+        "agents": [{"id": "dana", "name": "Dana", "extension": "2001", "queues": ["sales"]}],
+    }
+
+
+def cdrs(db: str) -> list[sqlite3.Row]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute("SELECT * FROM cdrs ORDER BY id").fetchall()
+
+
+async def test_caller_goes_through_menu_and_queue_to_the_logged_in_agent(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    edge = edge_factory(site(tmp_path))
+    caller = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    agent = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    async with caller, agent:
+        await asyncio.gather(caller.register(), agent.register())
+        login = await agent.call("*71", talk_s=5.0)
+        assert login.status == 200 and login.hangup_side == "callee", login.line(1)  # prompt, then BYE
+        result = await caller.call("100", talk_s=2.0, callee=agent, digits="1")
+    assert result.status == 200, result.line(1)
+    assert result.callee_received and result.callee_received > 20, result.line(1)  # the agent heard the caller
+    assert result.caller_received > 50, result.line(1)  # prompts, hold music and the agent
+    edge.stop()
+
+    rows = cdrs(edge.config["store"]["path"])
+    hotline = [r for r in rows if r["destination"] == "flow:hotline"]
+    assert len(hotline) == 1
+    (call,) = hotline
+    assert call["disposition"] == "answered" and call["hangup_side"] == "caller"
+    assert call["dtmf"] == "1"
+    assert call["b_call_id"] is not None  # the agent's leg
+    assert call["packets_b_to_a"] > 20  # the agent's audio was relayed to the caller
+    assert any(r["destination"] == "feature-code" for r in rows)
+
+
+async def test_caller_who_chooses_nothing_is_hung_up_after_the_retries(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    config = site(tmp_path)
+    config["flows"]["hotline"]["nodes"]["menu"].update(timeout_s=0.5, retries=0)
+    edge = edge_factory(config)
+    caller = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    async with caller:
+        await caller.register()
+        result = await caller.call("100", talk_s=10.0)
+    assert result.status == 200 and result.hangup_side == "callee", result.line(1)
+    edge.stop()
+    (call,) = cdrs(edge.config["store"]["path"])
+    assert (call["cause"], call["hangup_side"]) == ("ivr-no-choice", "edge")
+
+
+def test_a_flow_naming_an_unknown_queue_is_refused_with_its_path(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    from tests.sipp import EdgeStartError
+
+    config = site(tmp_path)
+    config["flows"]["hotline"]["nodes"]["sales"]["queue"] = "salez"
+    with pytest.raises(EdgeStartError) as info:
+        edge_factory(config)
+    assert info.value.returncode == 2
+    assert "flows.hotline.nodes.sales" in info.value.stderr and "salez" in info.value.stderr
