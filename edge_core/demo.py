@@ -166,6 +166,7 @@ async def _demo(args: argparse.Namespace) -> int:
         )
         print(summary(results))
         calls_ok = len(results) == args.calls and all(r.ok for r in results)
+        calls_ok = await _hotline(config, edge) and calls_ok
     except SimError as exc:
         print(f"branchline demo: {exc}", file=sys.stderr)
 
@@ -181,6 +182,27 @@ async def _demo(args: argparse.Namespace) -> int:
         rows = await _read_cdrs(config.store.path, max(50, args.calls * 2))
         _print_records(rows, config, edge)
     return 0 if calls_ok and rc == 0 and len(rows) >= args.calls else 1
+
+
+async def _hotline(config: SiteConfig, edge: tuple[str, int]) -> bool:
+    """The contact center: an agent logs in with *71; a customer calls the hotline,
+    presses 1 for sales during the menu, waits in the queue and reaches the agent."""
+    from appliance.sim.phones import Phone
+
+    passwords = {e.number: e.password for e in config.extensions}
+    agent_ext = config.agents[0].extension
+    customer = Phone("1001", passwords["1001"], edge, config.sip.domain)
+    agent = Phone(agent_ext, passwords[agent_ext], edge, config.sip.domain)
+    print(f"\ncontact center: {config.agents[0].name} ({agent_ext}) logs in, 1001 calls the hotline 100")
+    async with customer, agent:
+        await asyncio.gather(customer.register(), agent.register())
+        login = await agent.call("*71", talk_s=15.0)
+        print(f"  {agent_ext} dials *71: {login.status} {login.reason}, the edge confirms and hangs up")
+        result = await customer.call("100", talk_s=3.0, callee=agent, digits="1")
+        print(f"  1001 -> 100, presses 1: {result.status} {result.reason}; answered by {agent_ext}: "
+              f"{'yes' if result.callee_received else 'no'}; RTP caller {result.caller_sent}/"
+              f"{result.caller_received} agent {result.callee_sent}/{result.callee_received}")  # fmt: skip
+    return login.status == 200 and result.status == 200 and bool(result.callee_received)
 
 
 async def _stopped(edge_task: asyncio.Task[int], timeout_s: float | None) -> int:
