@@ -25,7 +25,7 @@ from edge_core.sip.core import SipCore
 from edge_core.sip.registrar import Binding, BindingChange
 from edge_core.sip.transaction import TimerSettings, TransactionLayer
 from edge_core.sip.transport import SipEndpoint, TcpConnection, UdpProtocol
-from edge_core.store.db import BindingRow, CdrRow, EdgeStore, RecordingRow
+from edge_core.store.db import BindingRow, CdrRow, EdgeStore, RecordingRow, TaskRow
 
 log = logging.getLogger("edge")
 
@@ -244,6 +244,8 @@ class EdgeDaemon:
                         cdrs = []
                     if isinstance(item, RecordingRow):
                         await self.store.insert_recording(item)
+                    elif isinstance(item, TaskRow):
+                        await self.store.insert_task(item)
                     elif isinstance(item, BindingChange):
                         if item.removed:
                             await self.store.delete_binding(item.binding.aor, item.binding.contact)

@@ -165,6 +165,7 @@ class Phone:
         self.host = host
         self.ring_delay_s = ring_delay_s
         self.echo = echo
+        self.hangup_after_s: float | None = None  # answered calls: hang up after this long
         self.auto_answer = auto_answer
         self.layer = txl.TransactionLayer(txl.TimerSettings())
         self.endpoint: SipEndpoint | None = None
@@ -434,7 +435,14 @@ class Phone:
         inc.answered = True
         self.layer.send_2xx_reliably(inc.invite_tx, self._response(inc.invite_tx.request, 200, dialog, sdp), loop.time())
         self._flush()
-        await rtp.talk(None)  # until the BYE stops it
+        await rtp.talk(self.hangup_after_s)  # None: until the BYE stops it
+        if self.hangup_after_s is not None and not dialog.ended.is_set():
+            # the simulated user hangs up first (an agent finishing a call)
+            dialog.cseq += 1
+            bye = self._request("BYE", dialog.remote_target, dialog.local_party, dialog.remote_party,
+                                dialog.call_id, dialog.cseq)  # fmt: skip
+            await self._transact(bye, dialog.addr)
+            self._end_incoming(inc)
 
     def _end_incoming(self, inc: IncomingCall) -> None:
         if inc.dialog.rtp is not None:

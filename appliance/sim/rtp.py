@@ -166,13 +166,16 @@ class RtpStream(asyncio.DatagramProtocol):
     def _digit_schedule(self) -> dict[int, tuple[bytes, bool, bool]]:
         """frame number -> (event payload, marker, first of its event) for every digit.
 
-        RFC 4733 §2.5: one event's packets share the timestamp of its first packet and
+        A ``,`` in the digits is a one-second pause. RFC 4733 §2.5: one event's packets share the timestamp of its first packet and
         replace the audio of their frames; the end packet is sent three times."""
         from cython_ext.dtmf import telephone_event_payloads
 
         schedule: dict[int, tuple[bytes, bool, bool]] = {}
         frame = DIGIT_START_FRAME
         for digit in self.digits:
+            if digit == ",":  # a pause, as on a phone's dialler: one second
+                frame += 1000 // FRAME_MS
+                continue
             packets = telephone_event_payloads(digit, duration_ms=100)
             for i, (payload, marker, _is_end) in enumerate(packets):
                 schedule[frame + i] = (payload, marker, i == 0)

@@ -73,6 +73,7 @@ class _Node(_Strict):
             "not_found",
             "fallback",
             "next_on_overflow",
+            "after_call",
         ):
             value = getattr(self, field, None)
             if value is not None:
@@ -300,6 +301,8 @@ class QueueNode(_Node):
     skills: list[str] = []
     next_on_overflow: NodeName | None = None
     """Where the call goes when the queue overflows; None: hang up (cause queue-overflow)."""
+    after_call: NodeName | None = None
+    """Where the caller goes when the agent hangs up (e.g. a survey); None: the call ends."""
 
 
 class CallbackNode(_Node):

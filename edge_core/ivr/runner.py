@@ -135,7 +135,7 @@ Action = (
 )
 TERMINAL = (Hangup, Transfer, EnterQueue)
 """Actions after which the run waits for nothing from the caller (a queue may hand it back)."""
-QueueOutcome = Literal["answered", "overflow", "abandoned"]
+QueueOutcome = Literal["answered", "completed", "overflow", "abandoned"]
 
 
 class Phase(enum.Enum):
@@ -483,8 +483,17 @@ class FlowRun:
         return self._goto(node.next, now, wall)
 
     def _queue_result(self, now: float, wall: datetime, outcome: str) -> list[Action]:
+        """``answered``: an agent took the call (the run waits for the agent to leave);
+        ``completed``: the agent hung up, the caller goes on to ``after_call``;
+        ``overflow``: to ``next_on_overflow``; anything else ends the run."""
         node = self.flow.nodes[self._node]
         assert isinstance(node, QueueNode)
+        if outcome == "answered":
+            return []
+        if outcome == "completed":
+            if node.after_call is None:
+                return self._end(Hangup("done"))
+            return self._goto(node.after_call, now, wall)
         if outcome != "overflow":
             return self._end()
         if node.next_on_overflow is None:

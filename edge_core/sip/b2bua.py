@@ -32,7 +32,7 @@ from edge_core.media.sdp import SdpError, SessionDescription, anchor, media_targ
 from edge_core.sip.dialog import Leg
 from edge_core.sip.message import NameAddr, Request, Response, new_call_id, new_tag
 from edge_core.sip.records import call_record, refused_record
-from edge_core.store.db import CdrRow
+from edge_core.store.db import CdrRow, TaskRow
 
 log = logging.getLogger("edge.b2bua")
 
@@ -94,6 +94,7 @@ class Call:
         "hosted",
         "rings",
         "codec",
+        "survey_score",
     )
 
     def __init__(self, a: Leg, from_uri: str, from_number: str, to_number: str, destination: str, start: float) -> None:
@@ -121,6 +122,7 @@ class Call:
         self.hosted = False  # answered by the edge itself (IVR, queue): see hosted.py
         self.rings: dict[Any, RingLeg] = {}  # client tx -> an agent leg still ringing
         self.codec = "PCMU"  # the G.711 law the caller's leg carries (hosted calls)
+        self.survey_score: int | None = None
 
 
 class B2BUA:
@@ -154,7 +156,7 @@ class B2BUA:
         self._timers: list[tuple[float, int, str, str]] = []
         self._ended: dict[str, Call] = {}
         self._seq = itertools.count()
-        self.records: list[CdrRow] = []
+        self.records: list[CdrRow | TaskRow] = []  # for the store, in order
 
     # -- helpers ----------------------------------------------------------------------
     def _via(self, transport: str) -> str:
@@ -578,6 +580,20 @@ class B2BUA:
             self.recorder.start(call.id, call.a.media, leg.media)
             call.recording = ""
 
+    def _agent_left(self, call: Call, now: float) -> None:
+        """The agent hung up and the flow keeps the caller (a survey): drop the agent's
+        leg, end its recording, and hand the caller back to the flow."""
+        b = call.b
+        assert b is not None
+        if call.recording == "" and self.recorder is not None:
+            call.recording = self.recorder.stop(call.id)
+        if b.media is not None:
+            self.media.disconnect(call.a.media)
+        self._drop_ring_media(b)
+        call.b = None
+        assert self.hosted is not None
+        self.hosted.on_agent_left(call, now)
+
     def _drop_ring_media(self, leg: Leg) -> None:
         if leg.media is not None:
             self._by_media.pop(leg.media.id, None)
@@ -623,6 +639,12 @@ class B2BUA:
             leg.remote_cseq = cseq
         if method == "BYE":
             self._reply(tx, 200, now)
+            if (
+                call.hosted and leg is call.b and call.state is CallState.ANSWERED
+                and self.hosted is not None and self.hosted.keeps_caller(call)
+            ):  # fmt: skip
+                self._agent_left(call, now)
+                return
             if call.state is not CallState.ENDED:
                 other = call.b if leg is call.a else call.a
                 if other is not None and (other.confirmed or other is call.a):
@@ -739,7 +761,7 @@ class B2BUA:
         call.state = CallState.ENDED
         if call.hosted and self.hosted is not None:
             self.hosted.on_call_end(call, now)  # cancels rings, tells the queue
-        if call.recording is not None and self.recorder is not None:
+        if call.recording == "" and self.recorder is not None:
             # drains the legs, so before they are released; None when no audio came
             call.recording = self.recorder.stop(call.id)
         for leg in (call.a, call.b):

@@ -7,9 +7,11 @@ interpreter (``ivr.runner.FlowRun``), the contact center (``acd.center.ContactCe
 and the B2BUA, which rings agents with fresh INVITE legs and joins the answering one to
 the caller. Everything here runs on the event loop with an injected ``now``.
 
-What a flow may ask that is not carried out yet (said in the log and in the CDR cause):
-HTTP lookups (the flow takes its fallback), voicemail recording, callbacks, and
-post-call surveys.
+A queue node's ``after_call`` keeps the caller on when the agent hangs up (a survey:
+the score goes on the CDR, a low one opens a follow-up task due within 24 h).
+
+What a flow may ask that is not carried out yet (said in the log): HTTP lookups (the
+flow takes its fallback), voicemail recording, and callbacks.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from zoneinfo import ZoneInfo
 from edge_core.acd import center as acd
 from edge_core.ivr import runner as ivr
 from edge_core.routing.dialplan import ExtensionTarget
+from edge_core.store.db import TaskRow
 
 if TYPE_CHECKING:
     from edge_core.config.schema import SiteConfig
@@ -37,6 +40,7 @@ log = logging.getLogger("edge.hosted")
 _ANNOUNCE_PLAY_ID = -1  # the queue announcement; when it ends, hold music resumes
 _HOLD_PLAY_ID = -2
 _FEATURE_PLAY_ID = -3  # the confirmation of a feature code; when it ends, hang up
+FOLLOW_UP_WITHIN_S = 24 * 3600  # a low survey score is called back within a day
 
 
 @dataclass
@@ -134,7 +138,28 @@ class HostedCalls:
         hosted.queue = None
         self.b2bua.media.stop_play(call.a.media)
         self._drain_center(now)
+        if hosted.run is not None:
+            self._apply(hosted, hosted.run.on_queue_result("answered", now, self._wall()), now)
         return True
+
+    def keeps_caller(self, call: Call) -> bool:
+        """Whether the caller stays on when the agent hangs up (the queue node has an
+        ``after_call``, e.g. a survey)."""
+        hosted = self.calls.get(call.id)
+        if hosted is None or hosted.run is None or not hosted.agent:
+            return False
+        node = hosted.run.flow.nodes.get(hosted.run.node)
+        return getattr(node, "after_call", None) is not None
+
+    def on_agent_left(self, call: Call, now: float) -> None:
+        hosted = self.calls.get(call.id)
+        if hosted is None or hosted.run is None:
+            return
+        if hosted.agent:
+            self.center.call_ended(call.id, now)
+            hosted.agent = None
+        self._drain_center(now)
+        self._apply(hosted, hosted.run.on_queue_result("completed", now, self._wall()), now)
 
     def on_ring_failed(self, call: Call, agent_id: str, status: int, now: float) -> None:
         hosted = self.calls.get(call.id)
@@ -207,12 +232,28 @@ class HostedCalls:
             elif isinstance(action, ivr.RecordVoicemail):
                 self._not_yet(hosted, "voicemail")
                 self._apply(hosted, hosted.run.on_record_done(now, self._wall()), now)  # type: ignore[union-attr]
-            elif isinstance(action, ivr.StartCallback | ivr.SurveyResult):
-                self._not_yet(hosted, type(action).__name__)
+            elif isinstance(action, ivr.SurveyResult):
+                self._survey(hosted, action, now)
+            elif isinstance(action, ivr.StartCallback):
+                self._not_yet(hosted, "callback")
         if hosted.run is not None and call.id in self.calls:
             deadline = hosted.run.get_timer()
             if deadline is not None:
                 heapq.heappush(self._timers, (deadline, call.id))
+
+    def _survey(self, hosted: HostedCall, result: ivr.SurveyResult, now: float) -> None:
+        """A rating: on the CDR; a low one also opens a follow-up task, due in 24 h."""
+        call = hosted.call
+        call.survey_score = result.score
+        if result.low:
+            created = self.wall()
+            self.b2bua.records.append(
+                TaskRow(
+                    kind="survey-followup", call_id=call.id, caller=call.from_number,
+                    detail=f"survey score {result.score}", created_at=created,
+                    due_at=created + FOLLOW_UP_WITHIN_S,
+                )
+            )
 
     def _not_yet(self, hosted: HostedCall, what: str) -> None:
         note = f"call {hosted.call.id}: {what} is not carried out yet"

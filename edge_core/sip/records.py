@@ -73,6 +73,7 @@ def call_record(
         mos=min(scores) if scores else None,
         recording=call.recording,
         dtmf="".join(call.digits),
+        survey_score=call.survey_score,
     )
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "BindingRow",
     "CdrRow",
     "RecordingRow",
+    "TaskRow",
     "EdgeStore",
     "StoreError",
 ]
@@ -92,6 +93,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE cdrs ADD COLUMN mos REAL",
         "ALTER TABLE cdrs ADD COLUMN recording TEXT",
         "ALTER TABLE cdrs ADD COLUMN dtmf TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE cdrs ADD COLUMN survey_score INTEGER",
+        """
+        CREATE TABLE tasks (
+            id          INTEGER PRIMARY KEY,
+            kind        TEXT NOT NULL,
+            call_id     TEXT NOT NULL,
+            caller      TEXT NOT NULL,
+            detail      TEXT NOT NULL,
+            created_at  REAL NOT NULL,
+            due_at      REAL NOT NULL,
+            status      TEXT NOT NULL DEFAULT 'open'
+        )
+        """,
         """
         CREATE TABLE recordings (
             call_id     TEXT PRIMARY KEY,
@@ -186,6 +200,8 @@ class CdrRow:
     """Path of the call's stereo WAV recording, None when not recorded."""
     dtmf: str = ""
     """The digits the caller sent during the call (RFC 4733 or in-band), in order."""
+    survey_score: int | None = None
+    """The caller's post-call survey answer, None when not asked or not answered."""
 
     def __post_init__(self) -> None:
         if self.disposition not in DISPOSITIONS:
@@ -212,7 +228,26 @@ class RecordingRow:
     """Size of the file."""
 
 
+@dataclass(frozen=True)
+class TaskRow:
+    """A follow-up for a person: e.g. call back a caller who rated the service low."""
+
+    kind: str
+    """``survey-followup`` ..."""
+    call_id: str
+    """The call that gave rise to it (the CDR's ``call_id``)."""
+    caller: str
+    """Who to call back."""
+    detail: str
+    """What happened, for the supervisor (e.g. ``survey score 1``)."""
+    created_at: float
+    """Unix epoch seconds."""
+    due_at: float
+    """When it must be done by (a low survey score: within 24 h)."""
+
+
 _RECORDING_COLUMNS = ", ".join(f.name for f in fields(RecordingRow))
+_TASK_COLUMNS = ", ".join(f.name for f in fields(TaskRow))
 _BINDING_COLUMNS = ", ".join(f.name for f in fields(BindingRow))
 _CDR_COLUMNS = ", ".join(f.name for f in fields(CdrRow))
 
@@ -365,6 +400,19 @@ class EdgeStore:
             if "cdrs.call_id" in str(exc):
                 raise StoreError(f"a CDR in this batch is already stored: {exc}") from exc
             raise
+
+    async def insert_task(self, task: TaskRow) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_placeholders(TaskRow)})", astuple(task)
+            )
+
+    async def list_tasks(self, status: str = "open") -> list[TaskRow]:
+        async with self._lock, self._db.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks WHERE status=? ORDER BY id", (status,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [TaskRow(*row) for row in rows]
 
     async def insert_recording(self, rec: RecordingRow) -> None:
         async with self._transaction() as db:

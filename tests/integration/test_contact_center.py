@@ -110,3 +110,32 @@ def test_a_flow_naming_an_unknown_queue_is_refused_with_its_path(
         edge_factory(config)
     assert info.value.returncode == 2
     assert "flows.hotline.nodes.sales" in info.value.stderr and "salez" in info.value.stderr
+
+
+async def test_caller_rates_the_call_after_the_agent_hangs_up_and_a_low_score_opens_a_task(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    config = site(tmp_path)
+    nodes = config["flows"]["hotline"]["nodes"]
+    nodes["sales"]["after_call"] = "rate"
+    nodes["rate"] = {"type": "survey", "prompt": "survey_ask", "timeout_s": 5, "next": "thanks"}
+    nodes["thanks"] = {"type": "play", "prompt": "survey_thanks", "next": "done"}
+    nodes["done"] = {"type": "hangup", "cause": "done"}
+    edge = edge_factory(config)
+    caller = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    agent = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    agent.hangup_after_s = 1.0  # the agent finishes the conversation
+    async with caller, agent:
+        await asyncio.gather(caller.register(), agent.register())
+        assert (await agent.call("*71", talk_s=5.0)).status == 200
+        # 1 for sales; two seconds later (the agent has gone), 1 out of 5 for the survey
+        result = await caller.call("100", talk_s=15.0, callee=agent, digits="1,,1")
+    assert result.status == 200 and result.hangup_side == "callee", result.line(1)  # the flow ended it
+    edge.stop()
+
+    db = edge.config["store"]["path"]
+    (call,) = [r for r in cdrs(db) if r["destination"] == "flow:hotline"]
+    assert (call["survey_score"], call["dtmf"], call["cause"]) == (1, "11", "ivr-done")
+    with sqlite3.connect(db) as conn:
+        tasks = conn.execute("SELECT kind, call_id, caller, status, due_at - created_at FROM tasks").fetchall()
+    assert tasks == [("survey-followup", call["call_id"], "1001", "open", 24 * 3600)]

@@ -154,6 +154,8 @@ def test_full_menu_walk_vip_to_queue() -> None:
     assert call.digits("1") == [EnterQueue("sales", 10, ("sales", "en"))]
     assert call.run.phase is Phase.QUEUED and call.run.get_timer() is None
     assert call.run.on_queue_result("answered", call.t, call.wall) == []
+    assert call.run.phase is Phase.QUEUED  # talking to the agent; the flow waits
+    assert call.run.on_queue_result("completed", call.t, call.wall) == [Hangup("done")]
     assert call.run.phase is Phase.ENDED
     assert call.digits("1") == []
 
