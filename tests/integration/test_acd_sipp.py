@@ -1,0 +1,267 @@
+"""SIPp agents and callers through the real edge daemon's contact center.
+
+The path of test_contact_center.py, with SIPp as every peer instead of the simulated
+phones. An agent's phone is two SIPp runs from one port: ``acd_agent_login`` (REGISTER
+with digest, then the login code *71, which the edge answers, confirms with a prompt
+and hangs up), then a UAS on the same port that answers the edge's agent legs
+(``acd_agent``, after ``-d`` ms) or lets them ring until the edge cancels
+(``acd_agent_noanswer``). A caller (``acd_caller`` / ``acd_caller_wait_bye``)
+dials the hotline 100 with digest auth, presses 1 in the menu (RFC 4733 from SIPp's
+``dtmf_2833_1.pcap``), waits in the queue on hold music and talks to whoever the
+center picked (or is hung up by the edge).
+
+Which agent got which call is read from the wire: each agent SIPp's received
+INVITEs (``-trace_msg``) carry the Call-ID the edge gave that agent leg, and the
+hotline CDR's ``b_call_id`` names the leg that was joined. Agent state changes are
+waited for in the edge's INFO log (``agent: AgentStateChanged(...)``), never slept for.
+
+``play_pcap_audio`` sends through a raw socket (root or CAP_NET_RAW): without one
+these tests skip.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.pcap import LoopbackCapture
+from tests.sipp import (
+    EdgeProcess,
+    Sipp,
+    SippResult,
+    free_udp_port,
+    wait_for,
+    write_users_csv,
+)
+
+pytestmark = [pytest.mark.timeout(90), pytest.mark.sipp]
+
+LOCAL = "127.0.0.1"
+DOMAIN = "test.local"
+DIGIT_PCAP = Path("/usr/share/sip-tester/dtmf_2833_1.pcap")  # what acd_caller*.xml play
+CALLER = "1001"
+USERS = {CALLER: "pw1001", "2001": "pw2001", "2002": "pw2002", "2003": "pw2003"}
+SIPP_TIMEOUT_S = 30.0
+
+EdgeFactory = Callable[..., EdgeProcess]
+SippFactory = Callable[..., Sipp]
+
+
+@pytest.fixture(autouse=True)
+def _raw_sockets_and_pcap() -> None:
+    if not DIGIT_PCAP.is_file():
+        pytest.skip(f"SIPp's capture is missing: {DIGIT_PCAP}")
+    if not LoopbackCapture.available():
+        pytest.skip("play_pcap_audio needs raw sockets (root or CAP_NET_RAW)")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def site(
+    tmp_path: Path,
+    queues: Sequence[dict[str, Any]],
+    agents: Sequence[dict[str, Any]],
+    *,
+    next_on_overflow: str | None = None,
+) -> dict[str, Any]:
+    """Hotline 100: menu (key 1 -> queue ``queues[0]``), agents on 2001.., fast T1, tones."""
+    queue_node: dict[str, Any] = {"type": "queue", "queue": queues[0]["name"]}
+    if next_on_overflow is not None:
+        queue_node["next_on_overflow"] = next_on_overflow
+    return {
+        "extensions": [{"number": n, "password": p} for n, p in USERS.items()],
+        "sip": {"t1_ms": 100},
+        "prompts": {"dir": str(tmp_path / "prompts"), "generate": "tones"},
+        "routes": [
+            {"match": r"^(\d{4})$", "extension": r"\1"},
+            {"match": r"^100$", "flow": "hotline"},
+        ],
+        "flows": {
+            "hotline": {
+                "start": "menu",
+                "nodes": {
+                    "menu": {"type": "menu", "prompt": "menu_main", "options": {"1": "queue"},
+                             "timeout_s": 3, "retries": 0, "on_fail": "bye"},
+                    "queue": queue_node,
+                    "bye": {"type": "hangup", "cause": "no-choice"},
+                },
+            }
+        },  # fmt: skip
+        "queues": [
+            {"ring_timeout_s": 5, "wrap_up_s": 0.2, "announce_every_s": 0, **q} for q in queues
+        ],
+        "agents": list(agents),
+    }
+
+
+def users_csv(tmp_path: Path, user: str) -> Path:
+    return write_users_csv(tmp_path / f"users-{user}.csv", [(user, USERS[user])], DOMAIN)
+
+
+def assert_ok(result: SippResult, calls: int) -> None:
+    assert result.ok and result.successful == calls and result.failed == 0, result.describe()
+
+
+def login(
+    sipp_factory: SippFactory, edge: EdgeProcess, tmp_path: Path, extension: str, agent_id: str
+) -> int:
+    """Register ``extension`` from a fresh port and dial *71 from it; return the port.
+
+    The run ends with the edge's BYE, after the center logged the agent in.
+    """
+    port = free_udp_port()
+    ua = sipp_factory(
+        "acd_agent_login", remote=edge.sip_udp, local_port=port, service="*71", calls=1,
+        inf=users_csv(tmp_path, extension), timeout_s=10, name=f"login-{extension}",
+    )  # fmt: skip
+    assert_ok(ua.start().wait(), 1)
+    assert f"agent {agent_id} logged in at {extension}" in edge.stderr_text(), edge.stderr_text()[-3000:]
+    return port
+
+
+def port_taken(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((LOCAL, port))
+        except OSError:
+            return True
+    return False
+
+
+def agent_phone(
+    sipp_factory: SippFactory,
+    port: int,
+    *,
+    answer_after_ms: int | None,
+    calls: int | None = None,
+    name: str,
+) -> Sipp:
+    """The agent's UAS on ``port`` (where it registered from), listening before this returns.
+
+    ``answer_after_ms`` None: it rings and never answers.
+    """
+    scenario = "acd_agent_noanswer" if answer_after_ms is None else "acd_agent"
+    ua = sipp_factory(
+        scenario, local_port=port, calls=calls, hold_ms=answer_after_ms,
+        timeout_s=SIPP_TIMEOUT_S, trace_msg=True, name=name,
+    ).start()  # fmt: skip
+    wait_for(
+        lambda: not ua.running() or port_taken(port),
+        5.0, what=f"sipp {name} listening on {port}",
+    )  # fmt: skip
+    assert ua.running(), ua.stop().describe()
+    return ua
+
+
+def caller(
+    sipp_factory: SippFactory,
+    edge: EdgeProcess,
+    tmp_path: Path,
+    *,
+    talk_ms: int | None,
+    calls: int = 1,
+    name: str = "caller",
+) -> Sipp:
+    """Callers to 100 from 1001 one after another; ``talk_ms`` None: they wait for the edge's BYE."""
+    return sipp_factory(
+        "acd_caller_wait_bye" if talk_ms is None else "acd_caller",
+        remote=edge.sip_udp, service="100", calls=calls, limit=1, hold_ms=talk_ms,
+        inf=users_csv(tmp_path, CALLER), timeout_s=SIPP_TIMEOUT_S, trace_msg=True, name=name,
+    ).start()  # fmt: skip
+
+
+def received(sipp: Sipp, method: str) -> list[str]:
+    """Call-IDs of the ``method`` requests ``sipp`` received (retransmissions once), in order."""
+    text = sipp.message_file.read_text(errors="replace") if sipp.message_file.is_file() else ""
+    out: list[str] = []
+    for block in re.split(r"^-{10,}.*$", text.replace("\r", ""), flags=re.M):
+        head, _, message = block.strip().partition("\n")
+        if "received" not in head or not message.strip().startswith(f"{method} "):
+            continue
+        m = re.search(r"^(?:Call-ID|i)\s*:\s*(\S+)", message, re.M | re.I)
+        if m and m.group(1) not in out:
+            out.append(m.group(1))
+    return out
+
+
+def agent_changes(edge: EdgeProcess, agent_id: str) -> list[tuple[str, str]]:
+    """``(new state, reason)`` of each AgentStateChanged the edge logged for ``agent_id``."""
+    pattern = (
+        rf"AgentStateChanged\(agent_id='{re.escape(agent_id)}', old=<AgentState\.\w+: '\w+'>, "
+        r"new=<AgentState\.\w+: '(\w+)'>, reason='([^']*)'\)"
+    )
+    return re.findall(pattern, edge.stderr_text())
+
+
+def wait_available(edge: EdgeProcess, agent_id: str, times: int, timeout_s: float = 10.0) -> None:
+    """Until the edge has logged ``agent_id`` becoming available ``times`` times."""
+    wait_for(
+        lambda: sum(1 for new, _ in agent_changes(edge, agent_id) if new == "available") >= times,
+        timeout_s, what=f"agent {agent_id} available x{times}\n{edge.stderr_text()[-2000:]}",
+    )  # fmt: skip
+
+
+def cdrs(edge: EdgeProcess) -> list[dict[str, Any]]:
+    """Every CDR in the stopped edge's store, oldest first."""
+    assert not edge.running(), "read the store after the edge has stopped"
+    con = sqlite3.connect(edge.config["store"]["path"])
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM cdrs ORDER BY id")]
+    finally:
+        con.close()
+
+
+def hotline_cdrs(edge: EdgeProcess) -> list[dict[str, Any]]:
+    """The hotline calls' CDRs, each checked for what every one of them must say."""
+    rows = [r for r in cdrs(edge) if r["destination"] == "flow:hotline"]
+    for row in rows:
+        assert (row["from_number"], row["to_number"]) == (CALLER, "100"), row
+        assert row["dtmf"] == "1", row  # the key from the pcap, read by the edge
+        assert row["answer_time"] is not None, row  # the edge answers hotline calls itself
+    return rows
+
+
+def feature_code_cdrs(edge: EdgeProcess) -> list[dict[str, Any]]:
+    return [r for r in cdrs(edge) if r["destination"] == "feature-code"]
+
+
+# --------------------------------------------------------------------------- 1. linear
+
+
+def test_linear_rings_the_lowest_order_agent(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """Two agents logged in, order 0 last (so it is not the longest idle): order 0 gets it."""
+    edge = edge_factory(site(
+        tmp_path,
+        [{"name": "sales", "strategy": "linear"}],
+        [{"id": "first", "extension": "2001", "queues": ["sales"], "order": 0},
+         {"id": "second", "extension": "2002", "queues": ["sales"], "order": 1}],
+    ))  # fmt: skip
+    second_port = login(sipp_factory, edge, tmp_path, "2002", "second")
+    first_port = login(sipp_factory, edge, tmp_path, "2001", "first")
+    first = agent_phone(sipp_factory, first_port, answer_after_ms=200, calls=1, name="first")
+    second = agent_phone(sipp_factory, second_port, answer_after_ms=200, name="second")
+
+    call = caller(sipp_factory, edge, tmp_path, talk_ms=2000).wait()
+    assert_ok(call, 1)
+    assert_ok(first.wait(timeout=10), 1)
+    idle = second.stop()
+    assert received(second, "INVITE") == [], idle.describe()
+
+    edge.stop()
+    (row,) = hotline_cdrs(edge)
+    assert row["disposition"] == "answered" and row["hangup_side"] == "caller", row
+    assert [row["b_call_id"]] == received(first, "INVITE"), row
+    logins = feature_code_cdrs(edge)
+    assert sorted(r["from_number"] for r in logins) == ["2001", "2002"], logins
+    assert all(r["to_number"] == "*71" and r["cause"] == "feature-code" for r in logins), logins
