@@ -14,9 +14,12 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cython_ext
+from edge_core.acd.stats import interval_bounds
 from edge_core.config.schema import SiteConfig
 from edge_core.gcstats import tune_for_latency, untune
 from edge_core.media.engine import EngineRelay
@@ -30,6 +33,13 @@ from edge_core.store.db import BindingRow, CdrRow, EdgeStore, RecordingRow, Task
 log = logging.getLogger("edge")
 
 SHUTDOWN_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class IntervalRows:
+    """One closed ACD interval's rows, on their way to the store."""
+
+    rows: list[Any]
 
 
 def _binding_row(b: Binding) -> BindingRow:
@@ -104,6 +114,7 @@ class EdgeDaemon:
         self.store: EdgeStore | None = None
         self._writes: asyncio.Queue[object] = asyncio.Queue()
         # resolves to {"udp": (host, port), "tcp": (host, port)} once the edge listens
+        self._interval_start: float | None = None  # where the open ACD interval began
         self.listening: asyncio.Future[dict[str, tuple[str, int]]] = asyncio.get_running_loop().create_future()
 
     def stop(self) -> None:
@@ -162,12 +173,15 @@ class EdgeDaemon:
         self.listening.set_result(dict(local))
         expiry = asyncio.create_task(self._expire_bindings(core, endpoint))
         flushing = asyncio.create_task(self._flush_recordings(recorder)) if recorder else None
+        intervals = asyncio.create_task(self._close_intervals(core))
 
         await self.stopping.wait()
         log.info("stopping: refusing new calls, finishing transactions")
         endpoint.accepting_new = False
         await self._drain(core, layer, endpoint)
         expiry.cancel()
+        intervals.cancel()
+        self._close_interval(core, time.time())  # the partial interval is kept too
         if flushing is not None:
             flushing.cancel()
         if recorder is not None:
@@ -246,6 +260,8 @@ class EdgeDaemon:
                         await self.store.insert_recording(item)
                     elif isinstance(item, TaskRow):
                         await self.store.insert_task(item)
+                    elif isinstance(item, IntervalRows):
+                        await self.store.insert_intervals(item.rows)
                     elif isinstance(item, BindingChange):
                         if item.removed:
                             await self.store.delete_binding(item.binding.aor, item.binding.contact)
@@ -258,6 +274,23 @@ class EdgeDaemon:
             finally:
                 for _ in batch:
                     self._writes.task_done()
+
+    async def _close_intervals(self, core: SipCore) -> None:
+        """Close each 15-minute ACD interval at its boundary in the site's time zone."""
+        while True:
+            _, end = interval_bounds(time.time(), self.config.site.timezone)
+            await asyncio.sleep(max(0.0, end - time.time()))  # until the boundary
+            self._close_interval(core, end)
+
+    def _close_interval(self, core: SipCore, end: float) -> None:
+        center = core.hosted.center
+        if not (self.config.queues or self.config.agents):
+            return
+        start = self._interval_start if self._interval_start is not None else interval_bounds(end - 1e-3, self.config.site.timezone)[0]
+        rows = center.close_interval(start, end)
+        self._interval_start = end
+        if rows:
+            self._writes.put_nowait(IntervalRows(rows))
 
     async def _flush_recordings(self, recorder: CallRecorder) -> None:
         interval = self.config.media.recording_flush_interval_s

@@ -9,10 +9,11 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE cdrs ADD COLUMN recording TEXT",
         "ALTER TABLE cdrs ADD COLUMN dtmf TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE cdrs ADD COLUMN survey_score INTEGER",
+        """
+        CREATE TABLE interval_stats (
+            start   REAL NOT NULL,
+            end     REAL NOT NULL,
+            kind    TEXT NOT NULL CHECK (kind IN ('queue', 'agent')),
+            name    TEXT NOT NULL,
+            data    TEXT NOT NULL,
+            PRIMARY KEY (start, end, kind, name)
+        )
+        """,
         """
         CREATE TABLE tasks (
             id          INTEGER PRIMARY KEY,
@@ -400,6 +411,27 @@ class EdgeStore:
             if "cdrs.call_id" in str(exc):
                 raise StoreError(f"a CDR in this batch is already stored: {exc}") from exc
             raise
+
+    async def insert_intervals(self, rows: list[Any]) -> None:
+        """ACD interval rows (``acd.stats.QueueIntervalRow`` / ``AgentIntervalRow``),
+        kept as JSON: the fleet ingests them as they are."""
+        values = []
+        for row in rows:
+            data = asdict(row)
+            kind, name = ("queue", data["queue"]) if "queue" in data else ("agent", data["agent"])
+            values.append((row.start, row.end, kind, name, json.dumps(data)))
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT OR REPLACE INTO interval_stats (start, end, kind, name, data) VALUES (?, ?, ?, ?, ?)",
+                values,
+            )
+
+    async def list_intervals(self, kind: str) -> list[dict[str, Any]]:
+        async with self._lock, self._db.execute(
+            "SELECT data FROM interval_stats WHERE kind=? ORDER BY start, name", (kind,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     async def insert_task(self, task: TaskRow) -> None:
         async with self._transaction() as db:

@@ -82,6 +82,16 @@ async def test_caller_goes_through_menu_and_queue_to_the_logged_in_agent(
     assert call["packets_b_to_a"] > 20  # the agent's audio was relayed to the caller
     assert any(r["destination"] == "feature-code" for r in rows)
 
+    # the interval statistics (closed at shutdown for the partial interval)
+    import json
+
+    with sqlite3.connect(edge.config["store"]["path"]) as conn:
+        stats = {(k, n): json.loads(d) for k, n, d in conn.execute("SELECT kind, name, data FROM interval_stats")}
+    sales, dana = stats[("queue", "sales")], stats[("agent", "dana")]
+    assert (sales["offered"], sales["answered"], sales["abandoned"]) == (1, 1, 0)
+    assert sales["answered_in_sl"] == 1 and sales["service_level"] == 1.0
+    assert dana["calls"] == 1 and dana["talk_s"] > 1.0
+
 
 async def test_caller_who_chooses_nothing_is_hung_up_after_the_retries(
     edge_factory: Callable[..., EdgeProcess], tmp_path: Path
