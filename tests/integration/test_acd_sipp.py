@@ -265,3 +265,81 @@ def test_linear_rings_the_lowest_order_agent(
     logins = feature_code_cdrs(edge)
     assert sorted(r["from_number"] for r in logins) == ["2001", "2002"], logins
     assert all(r["to_number"] == "*71" and r["cause"] == "feature-code" for r in logins), logins
+
+
+# --------------------------------------------------------------------------- 2. no answer
+
+
+def test_unanswered_ring_moves_on_and_auto_pauses_the_agent(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """Order 0 lets the first call ring out (CANCEL, 487) and is paused after that one
+    ring (auto_pause_after: 1); order 1 answers it, and the second call too, directly."""
+    ring_timeout_s = 1.0
+    edge = edge_factory(site(
+        tmp_path,
+        [{"name": "sales", "strategy": "linear", "ring_timeout_s": ring_timeout_s,
+          "auto_pause_after": 1}],
+        [{"id": "asleep", "extension": "2001", "queues": ["sales"], "order": 0},
+         {"id": "awake", "extension": "2002", "queues": ["sales"], "order": 1}],
+    ))  # fmt: skip
+    asleep = agent_phone(
+        sipp_factory, login(sipp_factory, edge, tmp_path, "2001", "asleep"),
+        answer_after_ms=None, name="asleep",
+    )  # fmt: skip
+    awake = agent_phone(
+        sipp_factory, login(sipp_factory, edge, tmp_path, "2002", "awake"),
+        answer_after_ms=200, calls=2, name="awake",
+    )  # fmt: skip
+
+    started = time.monotonic()
+    calls = caller(sipp_factory, edge, tmp_path, talk_ms=3500, calls=2).wait()
+    assert_ok(calls, 2)
+    assert_ok(awake.wait(timeout=10), 2)
+    rang_out = asleep.stop()
+    assert_ok(rang_out, 1)  # INVITE, 180, CANCEL, 200, 487, ACK: once
+    (asleep_leg,) = received(asleep, "INVITE")
+    assert received(asleep, "CANCEL") == [asleep_leg]
+    assert time.monotonic() - started > ring_timeout_s
+    assert ("paused", "auto-paused after unanswered rings") in agent_changes(edge, "asleep")
+
+    edge.stop()
+    rows = hotline_cdrs(edge)
+    assert [r["disposition"] for r in rows] == ["answered", "answered"], rows
+    assert [r["b_call_id"] for r in rows] == received(awake, "INVITE"), rows
+
+
+# --------------------------------------------------------------------------- 3. longest idle
+
+
+def test_longest_idle_alternates_by_idle_time(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """Three calls, each placed once both agents are free again: the one idle longest
+    answers. ``early`` logged in first, so it is idle longest at the start, although its
+    ``order`` (ignored by this strategy) would put it second."""
+    edge = edge_factory(site(
+        tmp_path,
+        [{"name": "sales", "strategy": "longest-idle", "wrap_up_s": 0.2}],
+        [{"id": "late", "extension": "2001", "queues": ["sales"], "order": 0},
+         {"id": "early", "extension": "2002", "queues": ["sales"], "order": 1}],
+    ))  # fmt: skip
+    early_port = login(sipp_factory, edge, tmp_path, "2002", "early")
+    late_port = login(sipp_factory, edge, tmp_path, "2001", "late")
+    early = agent_phone(sipp_factory, early_port, answer_after_ms=100, calls=2, name="early")
+    late = agent_phone(sipp_factory, late_port, answer_after_ms=100, calls=1, name="late")
+
+    expected = ["early", "late", "early"]
+    became_free = {"early": 1, "late": 1}  # the login
+    for n, agent in enumerate(expected):
+        assert_ok(caller(sipp_factory, edge, tmp_path, talk_ms=1200, name=f"caller{n}").wait(), 1)
+        became_free[agent] += 1  # wrap-up over: idle from now on
+        wait_available(edge, agent, became_free[agent])
+    assert_ok(early.wait(timeout=10), 2)
+    assert_ok(late.wait(timeout=10), 1)
+
+    edge.stop()
+    legs = {leg: "early" for leg in received(early, "INVITE")}
+    legs.update({leg: "late" for leg in received(late, "INVITE")})
+    rows = hotline_cdrs(edge)
+    assert [legs.get(r["b_call_id"]) for r in rows] == expected, rows
