@@ -26,6 +26,7 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,11 +195,20 @@ def received(sipp: Sipp, method: str) -> list[str]:
 
 def agent_changes(edge: EdgeProcess, agent_id: str) -> list[tuple[str, str]]:
     """``(new state, reason)`` of each AgentStateChanged the edge logged for ``agent_id``."""
+    return [(new, reason) for _, new, reason in agent_log(edge, agent_id)]
+
+
+def agent_log(edge: EdgeProcess, agent_id: str) -> list[tuple[float, str, str]]:
+    """``(wall time, new state, reason)`` of each AgentStateChanged logged for ``agent_id``."""
     pattern = (
+        r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*"
         rf"AgentStateChanged\(agent_id='{re.escape(agent_id)}', old=<AgentState\.\w+: '\w+'>, "
         r"new=<AgentState\.\w+: '(\w+)'>, reason='([^']*)'\)"
     )
-    return re.findall(pattern, edge.stderr_text())
+    return [
+        (datetime.strptime(at, "%Y-%m-%d %H:%M:%S,%f").timestamp(), new, reason)
+        for at, new, reason in re.findall(pattern, edge.stderr_text(), re.M)
+    ]
 
 
 def wait_available(edge: EdgeProcess, agent_id: str, times: int, timeout_s: float = 10.0) -> None:
@@ -343,3 +353,62 @@ def test_longest_idle_alternates_by_idle_time(
     legs.update({leg: "late" for leg in received(late, "INVITE")})
     rows = hotline_cdrs(edge)
     assert [legs.get(r["b_call_id"]) for r in rows] == expected, rows
+
+
+# --------------------------------------------------------------------------- 4. overflow
+
+MAX_WAIT_S = 2.0
+MARGIN_S = 1.5  # timer resolution, the menu and the key before the queue, a loaded host
+
+
+def test_max_wait_overflows_into_another_queue_whose_agent_answers(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """``sales`` takes the call with nobody logged in (join_empty); after max_wait_s it
+    moves to ``backup``, whose agent is rung then, and not before, and answers."""
+    edge = edge_factory(site(
+        tmp_path,
+        [{"name": "sales", "join_empty": True, "max_wait_s": MAX_WAIT_S,
+          "overflow": {"type": "queue", "target": "backup"}},
+         {"name": "backup"}],
+        [{"id": "absent", "extension": "2001", "queues": ["sales"]},
+         {"id": "rescue", "extension": "2003", "queues": ["backup"]}],
+    ))  # fmt: skip
+    rescue = agent_phone(
+        sipp_factory, login(sipp_factory, edge, tmp_path, "2003", "rescue"),
+        answer_after_ms=100, calls=1, name="rescue",
+    )  # fmt: skip
+    assert_ok(caller(sipp_factory, edge, tmp_path, talk_ms=int((MAX_WAIT_S + 3) * 1000)).wait(), 1)
+    assert_ok(rescue.wait(timeout=10), 1)
+
+    edge.stop()
+    (row,) = hotline_cdrs(edge)
+    assert (row["disposition"], row["hangup_side"]) == ("answered", "caller"), row
+    assert [row["b_call_id"]] == received(rescue, "INVITE"), row
+    (rang_at,) = [at for at, new, _ in agent_log(edge, "rescue") if new == "ringing"]
+    assert MAX_WAIT_S <= rang_at - row["start_time"] < MAX_WAIT_S + MARGIN_S, (rang_at, row)
+
+
+def test_max_wait_with_nowhere_to_go_hangs_the_caller_up(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """No overflow and no ``next_on_overflow``: after max_wait_s the edge sends the caller
+    a BYE, and the CDR says why (cause ``ivr-queue-overflow``, hung up by the edge)."""
+    edge = edge_factory(site(
+        tmp_path,
+        [{"name": "sales", "join_empty": True, "max_wait_s": MAX_WAIT_S}],
+        [{"id": "absent", "extension": "2001", "queues": ["sales"]}],
+    ))  # fmt: skip
+    started = time.monotonic()
+    result = caller(sipp_factory, edge, tmp_path, talk_ms=None).wait(timeout=MAX_WAIT_S + 10)
+    waited = time.monotonic() - started
+    assert_ok(result, 1)  # it got the BYE and answered it
+    assert MAX_WAIT_S <= waited < MAX_WAIT_S + MARGIN_S + 1.0, waited  # + sipp start and exit
+
+    edge.stop()
+    (row,) = hotline_cdrs(edge)
+    assert (row["disposition"], row["hangup_side"], row["cause"]) == (
+        "answered", "edge", "ivr-queue-overflow"
+    ), row
+    assert row["b_call_id"] is None, row  # no agent leg was ever joined
+    assert MAX_WAIT_S <= row["end_time"] - row["answer_time"] < MAX_WAIT_S + MARGIN_S, row
