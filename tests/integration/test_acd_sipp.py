@@ -144,14 +144,20 @@ def agent_phone(
     answer_after_ms: int | None,
     calls: int | None = None,
     name: str,
+    hang_up_after_ms: int | None = None,
 ) -> Sipp:
     """The agent's UAS on ``port`` (where it registered from), listening before this returns.
 
-    ``answer_after_ms`` None: it rings and never answers.
+    ``answer_after_ms`` None: it rings and never answers. ``hang_up_after_ms``: it
+    answers at once and sends the BYE itself after that long.
     """
-    scenario = "acd_agent_noanswer" if answer_after_ms is None else "acd_agent"
+    if hang_up_after_ms is not None:
+        scenario, hold_ms = "acd_agent_bye", hang_up_after_ms
+    else:
+        scenario = "acd_agent_noanswer" if answer_after_ms is None else "acd_agent"
+        hold_ms = answer_after_ms
     ua = sipp_factory(
-        scenario, local_port=port, calls=calls, hold_ms=answer_after_ms,
+        scenario, local_port=port, calls=calls, hold_ms=hold_ms,
         timeout_s=SIPP_TIMEOUT_S, trace_msg=True, name=name,
     ).start()  # fmt: skip
     wait_for(
@@ -412,3 +418,92 @@ def test_max_wait_with_nowhere_to_go_hangs_the_caller_up(
     ), row
     assert row["b_call_id"] is None, row  # no agent leg was ever joined
     assert MAX_WAIT_S <= row["end_time"] - row["answer_time"] < MAX_WAIT_S + MARGIN_S, row
+
+
+# --------------------------------------------------------------------------- 5. cancelled rings
+
+
+def test_ring_all_cancels_the_other_phone_when_one_answers(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """Both agents ring; the first to answer gets the caller, the other phone a CANCEL
+    (200, 487, ACK), and goes back to available without counting an unanswered ring."""
+    edge = edge_factory(site(
+        tmp_path,
+        [{"name": "sales", "strategy": "ring-all", "auto_pause_after": 1}],
+        [{"id": "picks-up", "extension": "2001", "queues": ["sales"]},
+         {"id": "too-slow", "extension": "2002", "queues": ["sales"]}],
+    ))  # fmt: skip
+    picks_up = agent_phone(
+        sipp_factory, login(sipp_factory, edge, tmp_path, "2001", "picks-up"),
+        answer_after_ms=300, calls=1, name="picks-up",
+    )  # fmt: skip
+    too_slow = agent_phone(
+        sipp_factory, login(sipp_factory, edge, tmp_path, "2002", "too-slow"),
+        answer_after_ms=None, calls=1, name="too-slow",
+    )  # fmt: skip
+    assert_ok(caller(sipp_factory, edge, tmp_path, talk_ms=1500).wait(), 1)
+    assert_ok(picks_up.wait(timeout=10), 1)
+    assert_ok(too_slow.wait(timeout=10), 1)
+    assert received(too_slow, "CANCEL") == received(too_slow, "INVITE") != []
+    assert agent_changes(edge, "too-slow")[-1] == ("available", "ring cancelled")
+
+    edge.stop()
+    (row,) = hotline_cdrs(edge)
+    assert [row["b_call_id"]] == received(picks_up, "INVITE"), row
+
+
+def test_caller_who_hangs_up_while_the_agent_rings_cancels_the_ring(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """The caller leaves during the 5 s ring: the agent's phone gets a CANCEL at once and
+    the agent is available again, not paused (auto_pause_after: 1 counts no-answers only)."""
+    edge = edge_factory(site(
+        tmp_path,
+        [{"name": "sales", "auto_pause_after": 1}],
+        [{"id": "ringing", "extension": "2001", "queues": ["sales"]}],
+    ))  # fmt: skip
+    phone = agent_phone(
+        sipp_factory, login(sipp_factory, edge, tmp_path, "2001", "ringing"),
+        answer_after_ms=None, calls=1, name="ringing",
+    )  # fmt: skip
+    assert_ok(caller(sipp_factory, edge, tmp_path, talk_ms=1000).wait(), 1)
+    assert_ok(phone.wait(timeout=3), 1)  # well before the 5 s ring timeout
+    assert received(phone, "CANCEL") == received(phone, "INVITE") != []
+    wait_available(edge, "ringing", 2)
+    assert agent_changes(edge, "ringing")[-1] == ("available", "ring cancelled")
+
+    edge.stop()
+    (row,) = hotline_cdrs(edge)
+    assert (row["disposition"], row["hangup_side"], row["b_call_id"]) == (
+        "answered", "caller", None
+    ), row
+
+
+# --------------------------------------------------------------------------- 6. agent hangs up
+
+
+def test_agent_who_hangs_up_ends_the_call_and_goes_to_wrap_up(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """The agent's BYE reaches the caller as the edge's BYE; the CDR says the callee
+    side hung up, and the agent goes through wrap-up to available."""
+    edge = edge_factory(site(
+        tmp_path,
+        [{"name": "sales", "wrap_up_s": 0.3}],
+        [{"id": "brief", "extension": "2001", "queues": ["sales"]}],
+    ))  # fmt: skip
+    phone = agent_phone(
+        sipp_factory, login(sipp_factory, edge, tmp_path, "2001", "brief"),
+        answer_after_ms=0, hang_up_after_ms=800, calls=1, name="brief",
+    )  # fmt: skip
+    assert_ok(caller(sipp_factory, edge, tmp_path, talk_ms=None).wait(timeout=15), 1)
+    assert_ok(phone.wait(timeout=10), 1)
+    wait_available(edge, "brief", 2)
+    changes = agent_changes(edge, "brief")
+    assert [new for new, _ in changes] == ["available", "ringing", "on_call", "wrap_up", "available"]
+
+    edge.stop()
+    (row,) = hotline_cdrs(edge)
+    assert (row["disposition"], row["hangup_side"]) == ("answered", "callee"), row
+    assert [row["b_call_id"]] == received(phone, "INVITE"), row
