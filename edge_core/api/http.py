@@ -73,7 +73,11 @@ def create_app(view: EdgeView, *, keepalive_s: float = 15.0) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"field": _field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type", "")}
+            {
+                "field": _field(e.get("loc", ())),
+                "message": e.get("msg", ""),
+                "type": e.get("type", ""),
+            }
             for e in exc.errors()
         ]
         message = str(errors[0]["message"]) if errors else "invalid request"
@@ -112,7 +116,9 @@ def create_app(view: EdgeView, *, keepalive_s: float = 15.0) -> FastAPI:
         return view.agents()
 
     @app.post("/v1/agents/{agent_id}/pause", summary="Pause an agent")
-    async def pause(agent_id: str, body: Annotated[PauseBody | None, Body()] = None) -> dict[str, Any]:
+    async def pause(
+        agent_id: str, body: Annotated[PauseBody | None, Body()] = None
+    ) -> dict[str, Any]:
         reason = body.reason if body is not None else DEFAULT_PAUSE_REASON
         return view.agent_action(agent_id, "pause", reason=reason)
 
@@ -221,7 +227,9 @@ async def serve(app: FastAPI, path: str, *, timeout_s: float = START_TIMEOUT_S) 
     server.task = task = asyncio.create_task(server.serve(), name="edge-api")
     ready = asyncio.create_task(server.ready.wait())
     try:
-        done, _ = await asyncio.wait({task, ready}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {task, ready}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
     finally:
         ready.cancel()
     if task in done:

@@ -196,7 +196,9 @@ class EdgeView:
                     "answered": self._iso(call.answer_time),
                     "answered_epoch": call.answer_time,
                     "duration_s": round(max(0.0, wall - call.start_time), 3),
-                    "talk_s": round(max(0.0, wall - call.answer_time), 3) if call.answer_time else None,
+                    "talk_s": round(max(0.0, wall - call.answer_time), 3)
+                    if call.answer_time
+                    else None,
                     "recording": call.recording is not None,
                     "legs": [_leg(side, leg) for side, leg in legs if leg is not None],
                 }
@@ -290,7 +292,9 @@ class EdgeView:
     ) -> dict[str, Any]:
         """Pause, unpause, log out or log in an agent; returns the agent's new state."""
         if action not in AGENT_ACTIONS:
-            raise ApiError(400, f"unknown agent action {action!r} (one of {', '.join(AGENT_ACTIONS)})")
+            raise ApiError(
+                400, f"unknown agent action {action!r} (one of {', '.join(AGENT_ACTIONS)})"
+            )
         if agent_id not in self._agents:
             raise ApiError(404, f"no agent {agent_id!r} on this site")
         if action == "login" and (extension is None or extension not in self._extensions):
@@ -325,7 +329,10 @@ class EdgeView:
         if call is None:
             raise ApiError(404, f"no active call {call_id!r}")
         if call.state is not CallState.ANSWERED:
-            raise ApiError(409, f"call {call_id!r} is {call.state.value}, not answered: it cannot be hung up yet")
+            raise ApiError(
+                409,
+                f"call {call_id!r} is {call.state.value}, not answered: it cannot be hung up yet",
+            )
         now = self._now()
         self.core.b2bua.hang_up(call, now, cause="operator", reason="Hung Up By Operator")
         self.endpoint.step(now)
@@ -384,8 +391,10 @@ class EdgeView:
                 "type": "stats",
                 "uptime_s": round(max(0.0, wall - self.started_at), 3),
                 "counts": self._counts(wall, queues),
-                "queues": {name: {"waiting": q.waiting, "longest_wait_s": round(q.longest_wait_s, 3)}
-                           for name, q in queues.items()},  # fmt: skip
+                "queues": {
+                    name: {"waiting": q.waiting, "longest_wait_s": round(q.longest_wait_s, 3)}
+                    for name, q in queues.items()
+                },  # fmt: skip
                 "media": dict(self.media.stats()),
             }
         )
@@ -443,7 +452,9 @@ def _leg(side: str, leg: Any) -> dict[str, Any]:
         "peer": f"{leg.transport}:{leg.addr[0]}:{leg.addr[1]}",
         "confirmed": leg.confirmed,
         "rtp_port": media.local_port if media is not None else None,
-        "rtp_remote": f"{media.remote[0]}:{media.remote[1]}" if media is not None and media.remote else None,
+        "rtp_remote": f"{media.remote[0]}:{media.remote[1]}"
+        if media is not None and media.remote
+        else None,
         "packets_in": media.packets_in if media is not None else 0,
         "packets_out": media.packets_out if media is not None else 0,
     }
