@@ -89,13 +89,19 @@ def site(
             "hotline": {
                 "start": "menu",
                 "nodes": {
-                    "menu": {"type": "menu", "prompt": "menu_main", "options": {"1": "queue"},
-                             "timeout_s": 3, "retries": 0, "on_fail": "bye"},
+                    "menu": {
+                        "type": "menu",
+                        "prompt": "menu_main",
+                        "options": {"1": "queue"},
+                        "timeout_s": 3,
+                        "retries": 0,
+                        "on_fail": "bye",
+                    },
                     "queue": queue_node,
                     "bye": {"type": "hangup", "cause": "no-choice"},
                 },
             }
-        },  # fmt: skip
+        },
         "queues": [
             {"ring_timeout_s": 5, "wrap_up_s": 0.2, "announce_every_s": 0, **q} for q in queues
         ],
@@ -124,7 +130,8 @@ def login(
         inf=users_csv(tmp_path, extension), timeout_s=10, name=f"login-{extension}",
     )  # fmt: skip
     assert_ok(ua.start().wait(), 1)
-    assert f"agent {agent_id} logged in at {extension}" in edge.stderr_text(), edge.stderr_text()[-3000:]
+    log = edge.stderr_text()
+    assert f"agent {agent_id} logged in at {extension}" in log, log[-3000:]
     return port
 
 
@@ -151,6 +158,7 @@ def agent_phone(
     ``answer_after_ms`` None: it rings and never answers. ``hang_up_after_ms``: it
     answers at once and sends the BYE itself after that long.
     """
+    hold_ms: int | None
     if hang_up_after_ms is not None:
         scenario, hold_ms = "acd_agent_bye", hang_up_after_ms
     else:
@@ -413,9 +421,8 @@ def test_max_wait_with_nowhere_to_go_hangs_the_caller_up(
 
     edge.stop()
     (row,) = hotline_cdrs(edge)
-    assert (row["disposition"], row["hangup_side"], row["cause"]) == (
-        "answered", "edge", "ivr-queue-overflow"
-    ), row
+    outcome = (row["disposition"], row["hangup_side"], row["cause"])
+    assert outcome == ("answered", "edge", "ivr-queue-overflow"), row
     assert row["b_call_id"] is None, row  # no agent leg was ever joined
     assert MAX_WAIT_S <= row["end_time"] - row["answer_time"] < MAX_WAIT_S + MARGIN_S, row
 
@@ -475,9 +482,8 @@ def test_caller_who_hangs_up_while_the_agent_rings_cancels_the_ring(
 
     edge.stop()
     (row,) = hotline_cdrs(edge)
-    assert (row["disposition"], row["hangup_side"], row["b_call_id"]) == (
-        "answered", "caller", None
-    ), row
+    outcome = (row["disposition"], row["hangup_side"], row["b_call_id"])
+    assert outcome == ("answered", "caller", None), row
 
 
 # --------------------------------------------------------------------------- 6. agent hangs up
@@ -500,8 +506,8 @@ def test_agent_who_hangs_up_ends_the_call_and_goes_to_wrap_up(
     assert_ok(caller(sipp_factory, edge, tmp_path, talk_ms=None).wait(timeout=15), 1)
     assert_ok(phone.wait(timeout=10), 1)
     wait_available(edge, "brief", 2)
-    changes = agent_changes(edge, "brief")
-    assert [new for new, _ in changes] == ["available", "ringing", "on_call", "wrap_up", "available"]
+    states = [new for new, _ in agent_changes(edge, "brief")]
+    assert states == ["available", "ringing", "on_call", "wrap_up", "available"], states
 
     edge.stop()
     (row,) = hotline_cdrs(edge)
