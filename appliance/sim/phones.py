@@ -166,6 +166,7 @@ class Phone:
         self.ring_delay_s = ring_delay_s
         self.echo = echo
         self.hangup_after_s: float | None = None  # answered calls: hang up after this long
+        self.notifications: list[bytes] = []  # NOTIFY bodies received (REFER progress, sipfrag)
         self.auto_answer = auto_answer
         self.layer = txl.TransactionLayer(txl.TimerSettings())
         self.endpoint: SipEndpoint | None = None
@@ -444,6 +445,17 @@ class Phone:
             await self._transact(bye, dialog.addr)
             self._end_incoming(inc)
 
+    async def transfer(self, token: str, number: str) -> Response:
+        """Blind-transfer an answered incoming call to ``number`` (REFER, RFC 3515); the
+        final response to the REFER (202 when accepted). Progress arrives by NOTIFY."""
+        dialog = self.incoming[token].dialog
+        dialog.cseq += 1
+        refer = self._request("REFER", dialog.remote_target, dialog.local_party, dialog.remote_party,
+                              dialog.call_id, dialog.cseq)  # fmt: skip
+        refer.add_header("Refer-To", f"<sip:{number}@{self.domain}>")
+        refer.add_header("Contact", self.contact)
+        return await self._transact(refer, dialog.addr)
+
     def _end_incoming(self, inc: IncomingCall) -> None:
         if inc.dialog.rtp is not None:
             inc.dialog.rtp.close()
@@ -516,6 +528,8 @@ class Phone:
             self.layer.send_response(tx, Response.for_request(req, 488), now)
             return
         self.layer.send_response(tx, Response.for_request(req, 200), now)
+        if req.method == "NOTIFY":
+            self.notifications.append(req.body)
         if req.method == "BYE":
             if dialog.rtp is not None:
                 dialog.rtp.stop()

@@ -30,7 +30,15 @@ from typing import Any
 
 from edge_core.media.sdp import SdpError, SessionDescription, anchor, media_target, payload_types
 from edge_core.sip.dialog import Leg
-from edge_core.sip.message import NameAddr, Request, Response, new_call_id, new_tag
+from edge_core.sip.message import (
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    SipUri,
+    new_call_id,
+    new_tag,
+)
 from edge_core.sip.records import call_record, refused_record
 from edge_core.store.db import CdrRow, TaskRow
 
@@ -66,6 +74,8 @@ class RingLeg:
     tx: Any
     provisional: bool = False
     cancel_pending: bool = False
+    transferor: Leg | None = None
+    """For a transfer target: the leg that sent the REFER (told by NOTIFY, then let go)."""
 
 
 class Call:
@@ -95,6 +105,7 @@ class Call:
         "rings",
         "codec",
         "survey_score",
+        "transfers",
     )
 
     def __init__(self, a: Leg, from_uri: str, from_number: str, to_number: str, destination: str, start: float) -> None:
@@ -123,6 +134,7 @@ class Call:
         self.rings: dict[Any, RingLeg] = {}  # client tx -> an agent leg still ringing
         self.codec = "PCMU"  # the G.711 law the caller's leg carries (hosted calls)
         self.survey_score: int | None = None
+        self.transfers = 0  # blind transfers (REFER) carried out
 
 
 class B2BUA:
@@ -149,6 +161,8 @@ class B2BUA:
         self.media_host = media_host
         self.recorder = recorder  # CallRecorder, or None when calls are not recorded
         self.hosted: Any = None  # HostedCalls: the IVR/queue side of calls the edge answers
+        # number -> a registered binding, for REFER targets (set by the SIP core)
+        self.resolve_transfer: Callable[[str], Any] | None = None
         self.calls: dict[str, Call] = {}
         self._by_media: dict[int, Call] = {}  # media leg id -> its call (RTP timeouts)
         self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}  # (Call-ID, our tag)
@@ -548,24 +562,32 @@ class B2BUA:
         del call.rings[ring.tx]
         if resp.status >= 300:
             self._drop_ring_media(leg)
-            if self.hosted is not None and call.state is not CallState.ENDED:
+            if ring.transferor is not None:  # the caller stays with the transferor
+                if call.state is not CallState.ENDED:
+                    self._notify_refer(call, ring.transferor, f"{resp.status} {resp.reason}", now)
+            elif self.hosted is not None and call.state is not CallState.ENDED:
                 self.hosted.on_ring_failed(call, ring.agent_id, resp.status, now)
             return
         leg.learn_remote(resp.header("To") or "", resp.header("Contact"), resp.header_values("Record-Route"))
         leg.confirmed = True
         ack = leg.request("ACK", self._via(leg.transport), self._contact(leg.transport), cseq=ring.invite.cseq[0])
         self.layer.send_stateless(ack, leg.addr, leg.transport)
-        wanted = (
-            call.state is CallState.ANSWERED
-            and call.b is None
-            and self.hosted is not None
-            and self.hosted.on_ring_answered(call, ring.agent_id, now)
-        )
+        if ring.transferor is not None and call.state is CallState.ANSWERED:
+            self._transfer_answered(call, ring, ack, now)
+            wanted = True
+        else:
+            wanted = (
+                call.state is CallState.ANSWERED
+                and call.b is None
+                and self.hosted is not None
+                and self.hosted.on_ring_answered(call, ring.agent_id, now)
+            )
         if not wanted:  # answered too late: the caller left or another agent answered
             self._send_bye(call, leg, now)
             self._drop_ring_media(leg)
             return
-        call.b, call.b_invite, call.b_ack, call.b_tx = leg, ring.invite, ack, ring.tx
+        if ring.transferor is None:
+            call.b, call.b_invite, call.b_ack, call.b_tx = leg, ring.invite, ack, ring.tx
         try:
             answer = SessionDescription.parse(resp.body)
             target = media_target(answer)
@@ -576,9 +598,54 @@ class B2BUA:
         except SdpError as exc:
             log.info("call %s: agent SDP refused: %s", call.id, exc)
         self.media.connect(call.a.media, leg.media)
-        if self.recorder is not None:
+        if self.recorder is not None and call.recording is None:
             self.recorder.start(call.id, call.a.media, leg.media)
             call.recording = ""
+
+    # -- blind transfer (RFC 3515) ---------------------------------------------------------
+    def _on_refer(self, call: Call, leg: Leg, request: Request, tx: Any, now: float) -> None:
+        """The callee (an agent) hands the caller on to another number."""
+        if call.state is not CallState.ANSWERED or leg is not call.b or call.rings:
+            self._reply(tx, 403, now, "Only The Answering Party May Transfer")
+            return
+        try:
+            number = SipUri.parse(NameAddr.parse(request.header("Refer-To") or "").uri).user or ""
+        except SipParseError:
+            self._reply(tx, 400, now, "Bad Refer-To")
+            return
+        binding = self.resolve_transfer(number) if self.resolve_transfer is not None else None
+        self._reply(tx, 202, now)
+        if binding is None:
+            self._notify_refer(call, leg, "404 Not Found", now)
+            return
+        self._notify_refer(call, leg, "100 Trying", now, final=False)
+        ring = self.offer_leg(call, binding, "", now)
+        ring.transferor = leg
+
+    def _notify_refer(self, call: Call, leg: Leg, status: str, now: float, *, final: bool = True) -> None:
+        """The implicit subscription of a REFER: progress as a message/sipfrag (§2.4.5)."""
+        body = f"SIP/2.0 {status}\r\n".encode()
+        notify = leg.request("NOTIFY", self._via(leg.transport), self._contact(leg.transport), body=body,
+                             content_type="message/sipfrag;version=2.0")  # fmt: skip
+        notify.add_header("Event", "refer")
+        notify.add_header("Subscription-State", "terminated;reason=noresource" if final else "active;expires=60")
+        sent = self.layer.send_request(notify, leg.addr, now, reliable=leg.transport == "tcp", transport=leg.transport)
+        sent.owner = call
+
+    def _transfer_answered(self, call: Call, ring: RingLeg, ack: Request, now: float) -> None:
+        """The transfer target answered: the caller talks to it; the transferor goes."""
+        transferor = ring.transferor
+        assert transferor is not None
+        self._notify_refer(call, transferor, "200 OK", now)
+        if call.recording == "" and self.recorder is not None:
+            call.recording = self.recorder.stop(call.id)  # the recording covers the first party
+        self._send_bye(call, transferor, now)
+        if transferor.media is not None:
+            self._drop_ring_media(transferor)
+        if call.hosted and self.hosted is not None:
+            self.hosted.on_transferred(call, now)
+        call.b, call.b_invite, call.b_ack, call.b_tx = ring.leg, ring.invite, ack, ring.tx
+        call.transfers += 1
 
     def _agent_left(self, call: Call, now: float) -> None:
         """The agent hung up and the flow keeps the caller (a survey): drop the agent's
@@ -653,6 +720,8 @@ class B2BUA:
                 self._end(call, now, disposition="answered", hangup_side=side, status=200, reason="OK")
         elif method == "INVITE":
             self._on_reinvite(call, leg, request, tx, now)
+        elif method == "REFER":
+            self._on_refer(call, leg, request, tx, now)
         elif method in ("OPTIONS", "INFO"):  # answered, not relayed (DTMF by INFO: later)
             self._reply(tx, 200, now)
         else:

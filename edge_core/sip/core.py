@@ -25,7 +25,7 @@ from edge_core.sip.registrar import Registrar
 
 log = logging.getLogger("edge.sip")
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER, NOTIFY"
 
 
 class SipCore:
@@ -64,6 +64,7 @@ class SipCore:
         self.counters: Counter[str] = Counter()
         self.hosted = HostedCalls(config, self.b2bua, self.registrar, self.dialplan, prompts or {}, wall)
         self.b2bua.hosted = self.hosted
+        self.b2bua.resolve_transfer = self._transfer_binding
 
     # -- the event pump ---------------------------------------------------------------
     def handle_event(self, event: object, now: float) -> None:
@@ -126,6 +127,14 @@ class SipCore:
     def _reply(self, tx: Any, status: int, now: float, reason: str | None = None) -> None:
         resp = Response.for_request(tx.request, status, reason, to_tag=new_tag())
         self.layer.send_response(tx, resp, now)
+
+    def _transfer_binding(self, number: str) -> Any:
+        """The registered phone a REFER's target number reaches, or None."""
+        target = self.dialplan.route(number)
+        if not isinstance(target, ExtensionTarget):
+            return None
+        bindings = self.registrar.lookup(target.number, self.wall())
+        return bindings[0] if bindings else None
 
     def _refuse_call(self, req: Request, tx: Any, caller: str, dialled: str, status: int, reason: str, now: float) -> None:
         self._reply(tx, status, now, reason)

@@ -84,7 +84,7 @@ class Leg:
             ["CSeq", f"{cseq} {method}"],
         ]
         headers.extend(["Route", r] for r in self.route_set)
-        if method in ("INVITE", "UPDATE"):
+        if method in ("INVITE", "UPDATE", "NOTIFY", "REFER"):  # target-refresh: Contact required
             headers.append(["Contact", contact])
         if content_type:
             headers.append(["Content-Type", content_type])

@@ -151,6 +151,14 @@ class HostedCalls:
         node = hosted.run.flow.nodes.get(hosted.run.node)
         return getattr(node, "after_call", None) is not None
 
+    def on_transferred(self, call: Call, now: float) -> None:
+        """The agent transferred the caller away: the agent is free (wrap-up)."""
+        hosted = self.calls.get(call.id)
+        if hosted is not None and hosted.agent:
+            self.center.call_ended(call.id, now)
+            hosted.agent = None
+            self._drain_center(now)
+
     def on_agent_left(self, call: Call, now: float) -> None:
         hosted = self.calls.get(call.id)
         if hosted is None or hosted.run is None:

@@ -95,6 +95,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE cdrs ADD COLUMN recording TEXT",
         "ALTER TABLE cdrs ADD COLUMN dtmf TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE cdrs ADD COLUMN survey_score INTEGER",
+        "ALTER TABLE cdrs ADD COLUMN transfers INTEGER NOT NULL DEFAULT 0",
         """
         CREATE TABLE interval_stats (
             start   REAL NOT NULL,
@@ -213,6 +214,8 @@ class CdrRow:
     """The digits the caller sent during the call (RFC 4733 or in-band), in order."""
     survey_score: int | None = None
     """The caller's post-call survey answer, None when not asked or not answered."""
+    transfers: int = 0
+    """How often the call was transferred (REFER)."""
 
     def __post_init__(self) -> None:
         if self.disposition not in DISPOSITIONS:

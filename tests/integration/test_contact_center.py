@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from appliance.sim.phones import Phone
-from tests.sipp import EdgeProcess
+from tests.sipp import EdgeProcess, wait_for_async
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -149,3 +149,30 @@ async def test_caller_rates_the_call_after_the_agent_hangs_up_and_a_low_score_op
     with sqlite3.connect(db) as conn:
         tasks = conn.execute("SELECT kind, call_id, caller, status, due_at - created_at FROM tasks").fetchall()
     assert tasks == [("survey-followup", call["call_id"], "1001", "open", 24 * 3600)]
+
+
+async def test_agent_blind_transfers_the_caller_with_refer(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    """1001 calls 2001; 2001 sends REFER to 2002: the edge answers 202, rings 2002, joins
+    the caller to it, tells 2001 by NOTIFY and hangs 2001 up; the CDR counts it."""
+    edge = edge_factory(site(tmp_path))
+    alice = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    bob = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    carol = Phone("2002", USERS["2002"], edge.sip_udp, DOMAIN)
+    async with alice, bob, carol:
+        await asyncio.gather(alice.register(), bob.register(), carol.register())
+        call = asyncio.create_task(alice.call("2001", talk_s=4.0))
+        token = await wait_for_async(lambda: next((t for t, i in bob.incoming.items() if i.answered), None), 5.0)
+        accepted = await bob.transfer(token, "2002")
+        assert accepted.status == 202
+        ended = await bob.incoming_call_ended(token, timeout_s=5.0)  # the edge let bob go
+        assert ended.packets_received > 0
+        result = await call
+        inc = await carol.incoming_call_ended(token, timeout_s=5.0)  # alice's BYE reached carol
+    assert result.status == 200 and result.hangup_side == "caller", result.line(1)
+    assert inc.answered and inc.packets_received > 20  # carol heard alice after the transfer
+    assert any(b.startswith(b"SIP/2.0 200") for b in bob.notifications)  # RFC 3515 sipfrag
+    edge.stop()
+    (cdr,) = cdrs(edge.config["store"]["path"])
+    assert (cdr["transfers"], cdr["disposition"], cdr["hangup_side"]) == (1, "answered", "caller")

@@ -110,9 +110,13 @@ def test_branchline_demo_exits_0_and_prints_cdrs(tmp_path: Path) -> None:
         cwd=REPO_ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
-    assert "call records (2)" in proc.stdout
+    # two simulated calls, the agent's *71 login and the hotline call through IVR and queue
+    assert "call records (4)" in proc.stdout, proc.stdout
     answered = [line for line in proc.stdout.splitlines() if "extension:" in line and " answered " in line]
     assert len(answered) == 2, proc.stdout
+    hotline = [line for line in proc.stdout.splitlines() if "flow:hotline" in line and " answered " in line]
+    assert len(hotline) == 1, proc.stdout
+    assert "answered by 2001: yes" in proc.stdout
     assert "branchline edge run --config examples/site.yaml" in proc.stdout
 
 
