@@ -62,7 +62,7 @@ class EventQueue(asyncio.Queue[dict[str, Any]]):
 
     def __init__(self, limit: int) -> None:
         super().__init__()  # unbounded for asyncio; the bound is enforced by offer()
-        self.limit = limit
+        self.limit = max(1, limit)
         self.lost = 0
         """Events dropped for this subscriber since it subscribed."""
         self._marker: dict[str, Any] | None = None

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from edge_core.media.engine import EngineRelay
 from edge_core.sip.core import SipCore
 from edge_core.sip.transaction import TimerSettings, TransactionLayer
 from edge_core.sip.transport import SipEndpoint, UdpProtocol
-from tests.sipp import wait_for_async
+from edge_core.store.db import CdrRow
+from tests.sipp import EdgeProcess, wait_for_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -349,7 +350,7 @@ async def test_a_waiting_caller_is_rung_to_the_agent_logged_in_by_the_api_and_hu
         assert result.status == 200 and result.hangup_side == "callee", result.line(1)
         assert (await client.delete(f"/v1/calls/{joined['id']}")).status_code == 404
     assert (await client.get("/v1/calls")).json() == {"calls": []}
-    (cdr,) = [r for r in edge.records if getattr(r, "destination", None) == "flow:hotline"]
+    (cdr,) = [r for r in edge.records if isinstance(r, CdrRow) and r.destination == "flow:hotline"]
     assert (cdr.cause, cdr.sip_reason, cdr.hangup_side) == (
         "operator",
         "Hung Up By Operator",
@@ -475,3 +476,37 @@ async def test_serve_replaces_a_stale_socket_and_refuses_a_live_one(edge: Edge) 
     finally:
         await server.stop()
     assert not stale.exists()
+
+
+# -- the daemon ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    "api" not in SiteConfig.model_fields,
+    reason="the daemon does not serve the API yet (api.socket in the site config)",
+)
+async def test_the_daemon_serves_the_api_on_the_configured_socket(
+    edge_factory: Callable[..., EdgeProcess],
+) -> None:
+    sock_dir = tempfile.mkdtemp(prefix="bl-api-")
+    path = os.path.join(sock_dir, "edge.sock")
+    try:
+        edge = edge_factory({"api": {"socket": path}})
+        transport = httpx.AsyncHTTPTransport(uds=path)
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+            status = (await client.get("/v1/status")).json()
+            assert status["site"]["id"] == "test-site" and status["counts"]["registrations"] == 0
+            async with client.stream("GET", "/v1/events") as resp:
+                async with Phone("1001", "pw1001", edge.sip_udp, "test.local") as alice:
+                    await alice.register()
+                lines = resp.aiter_lines()
+                async with asyncio.timeout(5):  # the registration, then the next second's stats
+                    kinds = {e["type"] for e in await read_events(lines, 1)}
+                    while "stats" not in kinds or "registration" not in kinds:
+                        kinds |= {e["type"] for e in await read_events(lines, 1)}
+            (reg,) = (await client.get("/v1/registrations")).json()["registrations"]
+            assert reg["extension"] == "1001"
+        edge.stop()
+        assert not os.path.exists(path)
+    finally:
+        shutil.rmtree(sock_dir, ignore_errors=True)
