@@ -20,6 +20,7 @@ from typing import Any
 
 import cython_ext
 from edge_core.acd.stats import interval_bounds
+from edge_core.api.view import EdgeView
 from edge_core.config.schema import SiteConfig
 from edge_core.gcstats import tune_for_latency, untune
 from edge_core.media.engine import EngineRelay
@@ -112,6 +113,7 @@ class EdgeDaemon:
         self.ready_file = ready_file
         self.stopping = asyncio.Event()
         self.store: EdgeStore | None = None
+        self.view: EdgeView | None = None
         self._writes: asyncio.Queue[object] = asyncio.Queue()
         # resolves to {"udp": (host, port), "tcp": (host, port)} once the edge listens
         self._interval_start: float | None = None  # where the open ACD interval began
@@ -127,6 +129,7 @@ class EdgeDaemon:
     async def run(self) -> int:
         config = self.config
         loop = asyncio.get_running_loop()
+        started_at = time.time()
         prompts = load_prompts(config)  # before anything binds: a bad prompt set starts nothing
         self.store = store = await EdgeStore.open(config.store.path)
         media = EngineRelay(
@@ -151,8 +154,11 @@ class EdgeDaemon:
         }
         core = SipCore(config, layer, media, local, time.time, os.urandom(32), recorder, prompts)
         endpoint.core = core
+        self.view = view = EdgeView(config, core, endpoint, media, started_at, queue_limit=config.api.event_queue_limit)
+        core.hosted.on_agent_change = view.agent_changed
 
         def on_media_event(event: tuple[object, ...]) -> None:
+            view.on_media_event(event)  # first: the B2BUA may end the call
             core.b2bua.on_media_event(event, loop.time())
             endpoint.step()
 
@@ -160,6 +166,12 @@ class EdgeDaemon:
         core.registrar.restore([_binding(r) for r in await store.load_bindings(time.time())], time.time())
         endpoint.after_step = lambda: self._collect(core)
         writer = asyncio.create_task(self._write_records())
+        api = None
+        if config.api.socket:
+            from edge_core.api.http import create_app, serve  # FastAPI only when the API is on
+
+            api = await serve(create_app(view, keepalive_s=config.api.sse_keepalive_s), config.api.socket)
+        ticker = asyncio.create_task(self._tick(view))
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
@@ -189,6 +201,9 @@ class EdgeDaemon:
             await asyncio.sleep(0)  # let the writer's last call_soon_threadsafe callbacks run
         self._collect(core)
         await self._writes.join()
+        ticker.cancel()
+        if api is not None:
+            await api.stop()  # after the drain: the shutdown's call_ended events went out
         writer.cancel()
         endpoint.close()
         tcp_server.close()
@@ -232,10 +247,14 @@ class EdgeDaemon:
     def _collect(self, core: SipCore) -> None:
         """Queue what the stack produced for the store (CDRs, binding changes)."""
         if core.b2bua.records:
+            if self.view is not None:
+                self.view.on_records(core.b2bua.records)
             for record in core.b2bua.records:
                 self._writes.put_nowait(record)
             core.b2bua.records.clear()
         if core.registrar.changes:
+            if self.view is not None:
+                self.view.on_records(core.registrar.changes)
             for change in core.registrar.changes:
                 self._writes.put_nowait(change)
             core.registrar.changes.clear()
@@ -292,6 +311,11 @@ class EdgeDaemon:
         if rows:
             self._writes.put_nowait(IntervalRows(rows))
 
+    async def _tick(self, view: EdgeView) -> None:
+        while True:
+            await asyncio.sleep(self.config.api.stats_interval_s)  # the stats period
+            view.tick()
+
     async def _flush_recordings(self, recorder: CallRecorder) -> None:
         interval = self.config.media.recording_flush_interval_s
         while True:
@@ -314,6 +338,7 @@ class EdgeDaemon:
             "sip_tcp": list(local["tcp"]),
             "media": media,
             "kernels": kernels,
+            "api_socket": os.path.abspath(self.config.api.socket) if self.config.api.socket else None,
         }
         path = Path(self.ready_file)
         tmp = path.with_suffix(path.suffix + ".tmp")

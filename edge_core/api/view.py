@@ -317,7 +317,7 @@ class EdgeView:
         except AcdError as exc:  # e.g. another agent is logged in at that extension
             raise ApiError(409, str(exc)) from None
         # ring, cancel rings, send queued calls on: what the center asked for, now
-        self.core.hosted._drain_center(now)  # HostedCalls has no public drain yet
+        self.core.hosted.drain(now)  # HostedCalls has no public drain yet
         self.endpoint.step(now)
         self._observe_agents(now)
         state = center.agent_state(agent_id).value

@@ -150,12 +150,30 @@ class PromptSettings(_Strict):
     generate: Literal["auto", "espeak", "tones"] = "auto"
 
 
+class ApiSettings(_Strict):
+    # the local control API (TUI, simulators, provisioning): HTTP/JSON on this unix
+    # socket, relative to the working directory like store.path; "" turns it off
+    socket: str = "var/edge.sock"
+    event_queue_limit: int = Field(default=1000, ge=10, le=1_000_000)
+    """Events kept per event-stream subscriber; past it the oldest are dropped (counted)."""
+    stats_interval_s: float = Field(default=1.0, gt=0, le=60)
+    sse_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+
+    @field_validator("socket")
+    @classmethod
+    def _socket_path(cls, value: str) -> str:
+        if len(value.encode()) > 107:
+            raise ValueError("a unix socket path is at most 107 bytes (use a relative or shorter path)")
+        return value
+
+
 class SiteConfig(_Strict):
     site: SiteInfo
     sip: SipSettings = SipSettings()
     media: MediaSettings = MediaSettings()
     store: StoreSettings = StoreSettings()
     prompts: PromptSettings = PromptSettings()
+    api: ApiSettings = ApiSettings()
     extensions: list[Extension] = []
     trunks: list[Trunk] = []
     routes: list[Route] = []

@@ -566,7 +566,7 @@ class B2BUA:
                 if call.state is not CallState.ENDED:
                     self._notify_refer(call, ring.transferor, f"{resp.status} {resp.reason}", now)
             elif self.hosted is not None and call.state is not CallState.ENDED:
-                self.hosted.on_ring_failed(call, ring.agent_id, resp.status, now)
+                self.hosted.on_ring_failed(call, ring, resp.status, now)
             return
         leg.learn_remote(resp.header("To") or "", resp.header("Contact"), resp.header_values("Record-Route"))
         leg.confirmed = True
@@ -580,7 +580,7 @@ class B2BUA:
                 call.state is CallState.ANSWERED
                 and call.b is None
                 and self.hosted is not None
-                and self.hosted.on_ring_answered(call, ring.agent_id, now)
+                and self.hosted.on_ring_answered(call, ring, now)
             )
         if not wanted:  # answered too late: the caller left or another agent answered
             self._send_bye(call, leg, now)

@@ -82,6 +82,8 @@ class HostedCalls:
         self._queues = {q.name: q for q in config.queues}
         self.calls: dict[str, HostedCall] = {}
         self._timers: list[tuple[float, str]] = []  # (deadline, call id) of flow runs
+        self.on_agent_change: Callable[[acd.AgentStateChanged, float], None] | None = None
+        """Told every agent transition (the control API's events and time in state)."""
         self.notes: list[str] = []  # what a flow asked that is not carried out (tests read it)
 
     # -- entry points ----------------------------------------------------------------------
@@ -126,10 +128,12 @@ class HostedCalls:
             self._apply(hosted, hosted.run.on_play_done(play_id, now, self._wall()), now)
 
     # -- from the B2BUA: the agent legs ------------------------------------------------------
-    def on_ring_answered(self, call: Call, agent_id: str, now: float) -> bool:
-        """An agent's phone answered; False when the center no longer wants it."""
+    def on_ring_answered(self, call: Call, ring: Any, now: float) -> bool:
+        """An agent's phone answered; False when the center no longer wants it (the
+        ring was cancelled meanwhile: a newer ring to the same agent is a different one)."""
         hosted = self.calls.get(call.id)
-        if hosted is None:
+        agent_id = ring.agent_id
+        if hosted is None or hosted.rings.get(agent_id) is not ring:
             return False
         if agent_id and not self.center.ring_answered(call.id, agent_id, now):
             return False
@@ -169,10 +173,15 @@ class HostedCalls:
         self._drain_center(now)
         self._apply(hosted, hosted.run.on_queue_result("completed", now, self._wall()), now)
 
-    def on_ring_failed(self, call: Call, agent_id: str, status: int, now: float) -> None:
+    def on_ring_failed(self, call: Call, ring: Any, status: int, now: float) -> None:
+        """A ring ended without an answer. A ring the center already cancelled (its 487)
+        is not news to the center, and must not be taken for a newer ring to the same
+        agent."""
         hosted = self.calls.get(call.id)
-        if hosted is None or hosted.rings.pop(agent_id, None) is None:
+        agent_id = ring.agent_id
+        if hosted is None or hosted.rings.get(agent_id) is not ring:
             return
+        del hosted.rings[agent_id]
         if not agent_id:  # a transfer target that did not answer
             self.b2bua.hang_up(call, now, cause="transfer-failed", reason="Transfer Failed")
             return
@@ -288,6 +297,11 @@ class HostedCalls:
             return
         hosted.rings[""] = self.b2bua.offer_leg(hosted.call, bindings[0], "", now)
 
+    def drain(self, now: float) -> None:
+        """Carry out what the contact center asks after an outside change (an agent
+        paused or logged in through the local API)."""
+        self._drain_center(now)
+
     def _drain_center(self, now: float) -> None:
         """Carry out the center's actions, until what we do makes it ask for no more."""
         while actions := self.center.take_actions():
@@ -320,3 +334,5 @@ class HostedCalls:
                 self._apply(hosted, hosted.run.on_queue_result("overflow", now, self._wall()), now)
         elif isinstance(action, acd.AgentStateChanged | acd.AutoPaused):
             log.info("agent: %s", action)
+            if isinstance(action, acd.AgentStateChanged) and self.on_agent_change is not None:
+                self.on_agent_change(action, now)

@@ -520,17 +520,6 @@ def test_agent_who_hangs_up_ends_the_call_and_goes_to_wrap_up(
 SHUTDOWN_GRACE_S = 10.0  # edge_core.app: how long a stopping edge waits for transactions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "edge_core/sip/hosted.py HostedCalls.on_ring_failed: the 487 answering the CANCEL "
-        "of a timed-out ring is taken for the failure of the NEW ring the center has "
-        "already sent to the same agent (rings are keyed by agent id): that leg is "
-        "dropped from HostedCalls.rings without a CANCEL and rings on forever, the center "
-        "counts a second no-answer and rings the agent a third time; the orphaned INVITE "
-        "transaction also holds the edge's shutdown for its whole grace (10 s)"
-    ),
-)
 def test_an_agent_rung_again_after_a_ring_timeout_gets_every_ring_cancelled(
     edge_factory: EdgeFactory, sipp_factory: SippFactory, tmp_path: Path
 ) -> None:
