@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 import cython_ext
 from edge_core.acd.center import AcdError, AgentStateChanged, IllegalTransition
-from edge_core.sip.b2bua import CallState
+from edge_core.sip.call import CallState
 from edge_core.sip.registrar import BindingChange
 from edge_core.store.db import CdrRow
 

@@ -22,20 +22,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from edge_core.media.sdp import SdpError, SessionDescription, anchor, media_target, payload_types
+from edge_core.sip.call import Call, CallState, PendingReinvite
 from edge_core.sip.dialog import Leg
+from edge_core.sip.hosted_legs import HostedLegs
 from edge_core.sip.message import (
     NameAddr,
     Request,
     Response,
-    SipParseError,
-    SipUri,
     new_call_id,
     new_tag,
 )
@@ -48,96 +45,7 @@ SDP = "application/sdp"
 DIALOG_LINGER_S = 32.0  # 64*T1: late retransmissions still find their dialog
 
 
-class CallState(Enum):
-    ROUTING = "routing"  # B-leg INVITE sent, nothing heard yet
-    EARLY = "early"  # the callee is ringing (1xx with tag received)
-    ANSWERED = "answered"
-    ENDED = "ended"
-
-
-@dataclass(slots=True)
-class PendingReinvite:
-    """A re-INVITE being passed from one leg to the other."""
-
-    from_leg: Leg
-    server_tx: Any
-    client_tx: Any
-
-
-@dataclass(slots=True)
-class RingLeg:
-    """An outgoing leg of a hosted call that has not answered yet (an agent ringing)."""
-
-    leg: Leg
-    agent_id: str
-    invite: Request
-    tx: Any
-    provisional: bool = False
-    cancel_pending: bool = False
-    transferor: Leg | None = None
-    """For a transfer target: the leg that sent the REFER (told by NOTIFY, then let go)."""
-
-
-class Call:
-    __slots__ = (
-        "id",
-        "a",
-        "b",
-        "state",
-        "a_tx",
-        "b_tx",
-        "b_invite",
-        "b_provisional",
-        "cancel_b",
-        "start_time",
-        "answer_time",
-        "from_uri",
-        "from_number",
-        "to_number",
-        "destination",
-        "reinvite",
-        "b_ack",
-        "on_hold",
-        "recording",
-        "offer",
-        "digits",
-        "hosted",
-        "rings",
-        "codec",
-        "survey_score",
-        "transfers",
-    )
-
-    def __init__(self, a: Leg, from_uri: str, from_number: str, to_number: str, destination: str, start: float) -> None:
-        self.id = str(uuid.uuid4())
-        self.a = a
-        self.b: Leg | None = None
-        self.state = CallState.ROUTING
-        self.a_tx: Any = None
-        self.b_tx: Any = None
-        self.b_invite: Request | None = None
-        self.b_provisional = False  # a 1xx came back: a CANCEL may now be sent (§9.1)
-        self.cancel_b = False  # CANCEL wanted before a 1xx came back
-        self.start_time = start
-        self.answer_time: float | None = None
-        self.from_uri = from_uri
-        self.from_number = from_number
-        self.to_number = to_number
-        self.destination = destination
-        self.reinvite: PendingReinvite | None = None
-        self.b_ack: Request | None = None  # re-sent when the callee retransmits its 2xx
-        self.on_hold = False  # a re-INVITE put the media on hold: silence is expected
-        self.recording: str | None = None  # "" while recorded, then the WAV's path (or None)
-        self.offer: SessionDescription | None = None  # the caller's SDP offer
-        self.digits: list[str] = []  # DTMF the caller sent (RFC 4733 or in-band), in order
-        self.hosted = False  # answered by the edge itself (IVR, queue): see hosted.py
-        self.rings: dict[Any, RingLeg] = {}  # client tx -> an agent leg still ringing
-        self.codec = "PCMU"  # the G.711 law the caller's leg carries (hosted calls)
-        self.survey_score: int | None = None
-        self.transfers = 0  # blind transfers (REFER) carried out
-
-
-class B2BUA:
+class B2BUA(HostedLegs):
     def __init__(
         self,
         layer: Any,
@@ -211,6 +119,25 @@ class B2BUA:
         # one o= session id per leg, kept across re-offers (RFC 4566 §5.2)
         return hash((leg.call_id, leg.local_tag)) & 0x7FFFFFFF
 
+    @staticmethod
+    def _caller_leg(invite: Request, addr: tuple[str, int], transport: str) -> tuple[Leg, NameAddr]:
+        """The caller's leg of a new call, as the UAS side of its dialog (§12.1.1)."""
+        caller = NameAddr.parse(invite.header("From") or "")
+        a = Leg(
+            call_id=invite.call_id,
+            local_tag=new_tag(),
+            local_party="",
+            remote_party=invite.header("From") or "",
+            remote_target=NameAddr.parse(invite.header("Contact") or caller.uri).uri,
+            addr=addr,
+            transport=transport,
+        )
+        a.local_party = f"{invite.header('To')};tag={a.local_tag}"
+        a.remote_tag = caller.tag
+        a.remote_cseq = invite.cseq[0]
+        a.route_set = invite.header_values("Record-Route")
+        return a, caller
+
     # -- a new call -------------------------------------------------------------------
     def start_call(
         self,
@@ -229,20 +156,7 @@ class B2BUA:
         now: float,
     ) -> Call:
         """Answer for the caller with 100, then send the callee's INVITE."""
-        caller = NameAddr.parse(invite.header("From") or "")
-        a = Leg(
-            call_id=invite.call_id,
-            local_tag=new_tag(),
-            local_party="",
-            remote_party=invite.header("From") or "",
-            remote_target=NameAddr.parse(invite.header("Contact") or caller.uri).uri,
-            addr=addr,
-            transport=transport,
-        )
-        a.local_party = f"{invite.header('To')};tag={a.local_tag}"
-        a.remote_tag = caller.tag
-        a.remote_cseq = invite.cseq[0]
-        a.route_set = invite.header_values("Record-Route")
+        a, caller = self._caller_leg(invite, addr, transport)
         call = Call(a, caller.uri, caller_number, dialled, destination, self.wall())
         call.offer = offer
         call.a_tx = tx
@@ -442,231 +356,6 @@ class B2BUA:
             if call.b is not None:
                 self._send_bye(call, call.b, now)
             self._end(call, now, disposition="failed", hangup_side="edge", status=408, reason="No ACK", cause="no-ack")
-
-    # -- calls the edge answers itself (IVR, queues) ----------------------------------------
-    def answer_hosted(
-        self,
-        invite: Request,
-        tx: Any,
-        addr: tuple[str, int],
-        transport: str,
-        offer: SessionDescription | None,
-        *,
-        caller_number: str,
-        dialled: str,
-        destination: str,
-        now: float,
-    ) -> Call | None:
-        """Answer the caller at once with the edge's own media leg (prompts, hold
-        music and digits go through it); None when the call could not be answered."""
-        caller = NameAddr.parse(invite.header("From") or "")
-        a = Leg(
-            call_id=invite.call_id,
-            local_tag=new_tag(),
-            local_party="",
-            remote_party=invite.header("From") or "",
-            remote_target=NameAddr.parse(invite.header("Contact") or caller.uri).uri,
-            addr=addr,
-            transport=transport,
-        )
-        a.local_party = f"{invite.header('To')};tag={a.local_tag}"
-        a.remote_tag = caller.tag
-        a.remote_cseq = invite.cseq[0]
-        call = Call(a, caller.uri, caller_number, dialled, destination, self.wall())
-        call.hosted = True
-        call.offer = offer
-        call.a_tx = tx
-        tx.owner = call
-        self.calls[call.id] = call
-        self._dialogs[(a.call_id, a.local_tag)] = (call, a)
-        voice, events = payload_types(offer) if offer is not None else (None, None)
-        if offer is None or voice is None:
-            self._fail(call, 488, "Not Acceptable Here", now, disposition="rejected")
-            return None
-        try:
-            a.media = self.media.allocate_leg()
-        except Exception as exc:
-            log.warning("call %s: no media port: %s", call.id, exc)
-            self._fail(call, 503, "No Media Ports", now, disposition="failed")
-            return None
-        self._by_media[a.media.id] = call
-        call.codec = "PCMA" if voice == 8 else "PCMU"
-        target = media_target(offer)
-        if target is not None:
-            self.media.set_remote(a.media, *target)
-        self.media.set_codec(a.media, voice, events)
-        answer = anchor(
-            offer, self.media_host, a.media.local_port, session_id=self._session_id(a),
-            version=a.next_sdp_version(), allowed=(call.codec, "telephone-event"),
-        )
-        call.state = CallState.ANSWERED
-        call.answer_time = self.wall()
-        self._respond(call, 200, now, None, answer.to_bytes())
-        return call
-
-    def offer_leg(self, call: Call, binding: Any, agent_id: str, now: float) -> RingLeg:
-        """Ring one agent (a registered binding) for a hosted call."""
-        transport = binding.transport
-        leg = Leg(
-            call_id=new_call_id(self.local[transport][0]),
-            local_tag=new_tag(),
-            local_party="",
-            remote_party=f"<{binding.contact}>",
-            remote_target=binding.contact,
-            addr=binding.source,
-            transport=transport,
-        )
-        leg.local_party = f"<sip:{call.from_number}@{self.domain}>;tag={leg.local_tag}"
-        leg.media = self.media.allocate_leg()
-        self._by_media[leg.media.id] = call
-        assert call.offer is not None
-        body = anchor(
-            call.offer, self.media_host, leg.media.local_port, session_id=self._session_id(leg),
-            version=leg.next_sdp_version(), allowed=(call.codec, "telephone-event"),
-        ).to_bytes()
-        req = leg.request("INVITE", self._via(transport), self._contact(transport), body=body, content_type=SDP)
-        req.add_header("User-Agent", self.user_agent)
-        tx = self.layer.send_request(req, leg.addr, now, reliable=transport == "tcp", transport=transport)
-        tx.owner = call
-        ring = RingLeg(leg, agent_id, req, tx)
-        call.rings[tx] = ring
-        self._dialogs[(leg.call_id, leg.local_tag)] = (call, leg)
-        return ring
-
-    def cancel_ring(self, call: Call, ring: RingLeg, now: float) -> None:
-        """Stop ringing an agent: CANCEL once it has sent a provisional (§9.1)."""
-        if ring.tx not in call.rings:
-            return
-        if ring.provisional:
-            self._cancel_invite(ring.invite, ring.leg, now)
-        else:
-            ring.cancel_pending = True
-
-    def hang_up(self, call: Call, now: float, *, cause: str, reason: str) -> None:
-        """The edge ends an answered call: BYE to whoever is on it."""
-        if call.state is CallState.ENDED:
-            return
-        for leg in (call.a, call.b):
-            if leg is not None:
-                self._send_bye(call, leg, now)
-        self._end(call, now, disposition="answered", hangup_side="edge", status=200, reason=reason, cause=cause)
-
-    def _on_ring_response(self, call: Call, ring: RingLeg, resp: Response, now: float) -> None:
-        leg = ring.leg
-        if resp.status < 200:
-            if resp.status > 100:
-                ring.provisional = True
-                if ring.cancel_pending:
-                    self._cancel_invite(ring.invite, leg, now)
-            return
-        del call.rings[ring.tx]
-        if resp.status >= 300:
-            self._drop_ring_media(leg)
-            if ring.transferor is not None:  # the caller stays with the transferor
-                if call.state is not CallState.ENDED:
-                    self._notify_refer(call, ring.transferor, f"{resp.status} {resp.reason}", now)
-            elif self.hosted is not None and call.state is not CallState.ENDED:
-                self.hosted.on_ring_failed(call, ring, resp.status, now)
-            return
-        leg.learn_remote(resp.header("To") or "", resp.header("Contact"), resp.header_values("Record-Route"))
-        leg.confirmed = True
-        ack = leg.request("ACK", self._via(leg.transport), self._contact(leg.transport), cseq=ring.invite.cseq[0])
-        self.layer.send_stateless(ack, leg.addr, leg.transport)
-        if ring.transferor is not None and call.state is CallState.ANSWERED:
-            self._transfer_answered(call, ring, ack, now)
-            wanted = True
-        else:
-            wanted = (
-                call.state is CallState.ANSWERED
-                and call.b is None
-                and self.hosted is not None
-                and self.hosted.on_ring_answered(call, ring, now)
-            )
-        if not wanted:  # answered too late: the caller left or another agent answered
-            self._send_bye(call, leg, now)
-            self._drop_ring_media(leg)
-            return
-        if ring.transferor is None:
-            call.b, call.b_invite, call.b_ack, call.b_tx = leg, ring.invite, ack, ring.tx
-        try:
-            answer = SessionDescription.parse(resp.body)
-            target = media_target(answer)
-            if target is not None:
-                self.media.set_remote(leg.media, *target)
-            voice, events = payload_types(answer)
-            self.media.set_codec(leg.media, voice if voice is not None else (8 if call.codec == "PCMA" else 0), events)
-        except SdpError as exc:
-            log.info("call %s: agent SDP refused: %s", call.id, exc)
-        self.media.connect(call.a.media, leg.media)
-        if self.recorder is not None and call.recording is None:
-            self.recorder.start(call.id, call.a.media, leg.media)
-            call.recording = ""
-
-    # -- blind transfer (RFC 3515) ---------------------------------------------------------
-    def _on_refer(self, call: Call, leg: Leg, request: Request, tx: Any, now: float) -> None:
-        """The callee (an agent) hands the caller on to another number."""
-        if call.state is not CallState.ANSWERED or leg is not call.b or call.rings:
-            self._reply(tx, 403, now, "Only The Answering Party May Transfer")
-            return
-        try:
-            number = SipUri.parse(NameAddr.parse(request.header("Refer-To") or "").uri).user or ""
-        except SipParseError:
-            self._reply(tx, 400, now, "Bad Refer-To")
-            return
-        binding = self.resolve_transfer(number) if self.resolve_transfer is not None else None
-        self._reply(tx, 202, now)
-        if binding is None:
-            self._notify_refer(call, leg, "404 Not Found", now)
-            return
-        self._notify_refer(call, leg, "100 Trying", now, final=False)
-        ring = self.offer_leg(call, binding, "", now)
-        ring.transferor = leg
-
-    def _notify_refer(self, call: Call, leg: Leg, status: str, now: float, *, final: bool = True) -> None:
-        """The implicit subscription of a REFER: progress as a message/sipfrag (§2.4.5)."""
-        body = f"SIP/2.0 {status}\r\n".encode()
-        notify = leg.request("NOTIFY", self._via(leg.transport), self._contact(leg.transport), body=body,
-                             content_type="message/sipfrag;version=2.0")  # fmt: skip
-        notify.add_header("Event", "refer")
-        notify.add_header("Subscription-State", "terminated;reason=noresource" if final else "active;expires=60")
-        sent = self.layer.send_request(notify, leg.addr, now, reliable=leg.transport == "tcp", transport=leg.transport)
-        sent.owner = call
-
-    def _transfer_answered(self, call: Call, ring: RingLeg, ack: Request, now: float) -> None:
-        """The transfer target answered: the caller talks to it; the transferor goes."""
-        transferor = ring.transferor
-        assert transferor is not None
-        self._notify_refer(call, transferor, "200 OK", now)
-        if call.recording == "" and self.recorder is not None:
-            call.recording = self.recorder.stop(call.id)  # the recording covers the first party
-        self._send_bye(call, transferor, now)
-        if transferor.media is not None:
-            self._drop_ring_media(transferor)
-        if call.hosted and self.hosted is not None:
-            self.hosted.on_transferred(call, now)
-        call.b, call.b_invite, call.b_ack, call.b_tx = ring.leg, ring.invite, ack, ring.tx
-        call.transfers += 1
-
-    def _agent_left(self, call: Call, now: float) -> None:
-        """The agent hung up and the flow keeps the caller (a survey): drop the agent's
-        leg, end its recording, and hand the caller back to the flow."""
-        b = call.b
-        assert b is not None
-        if call.recording == "" and self.recorder is not None:
-            call.recording = self.recorder.stop(call.id)
-        if b.media is not None:
-            self.media.disconnect(call.a.media)
-        self._drop_ring_media(b)
-        call.b = None
-        assert self.hosted is not None
-        self.hosted.on_agent_left(call, now)
-
-    def _drop_ring_media(self, leg: Leg) -> None:
-        if leg.media is not None:
-            self._by_media.pop(leg.media.id, None)
-            self.media.release(leg.media)
-            leg.media = None
-        self._dialogs.pop((leg.call_id, leg.local_tag), None)
 
     def on_stray_response(self, resp: Response) -> None:
         """A 2xx retransmitted after its transaction ended: our ACK was lost, send it again."""

@@ -31,7 +31,8 @@ from edge_core.store.db import TaskRow
 
 if TYPE_CHECKING:
     from edge_core.config.schema import SiteConfig
-    from edge_core.sip.b2bua import B2BUA, Call
+    from edge_core.sip.b2bua import B2BUA
+    from edge_core.sip.call import Call
     from edge_core.sip.dialog import Leg
     from edge_core.sip.registrar import Registrar
 

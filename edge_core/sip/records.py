@@ -16,7 +16,7 @@ from edge_core.sip.message import NameAddr, Request
 from edge_core.store.db import CdrRow
 
 if TYPE_CHECKING:
-    from edge_core.sip.b2bua import Call
+    from edge_core.sip.call import Call
 
 # why a call ended, when the disposition alone says it
 _CAUSE_OF = {"answered": "normal"}

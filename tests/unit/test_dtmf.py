@@ -8,9 +8,7 @@ Signals are synthesised here: 8 kHz 16-bit PCM, levels in dBm0 (0 dBm0 = 22787 p
 from __future__ import annotations
 
 import functools
-import importlib
 import math
-import os
 import random
 import struct
 from types import ModuleType
@@ -20,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cython_ext.dtmf import dtmf_py
+from tests.kernels import compiled_or_none, require_compiled
 
 DBM0_PEAK = 22787.0
 ROW_HZ = (697.0, 770.0, 852.0, 941.0)
@@ -27,22 +26,11 @@ COL_HZ = (1209.0, 1336.0, 1477.0, 1633.0)
 KEYS = "123A456B789C*0#D"
 
 
-def _import_compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("cython_ext.dtmf._dtmf")
-    except ImportError:
-        return None
-
-
-COMPILED = _import_compiled()
+COMPILED = compiled_or_none("dtmf")
 
 
 def _require_compiled() -> ModuleType:
-    if COMPILED is None:
-        if os.environ.get("BRANCHLINE_REQUIRE_COMPILED") == "1":
-            pytest.fail("cython_ext.dtmf._dtmf is not built and BRANCHLINE_REQUIRE_COMPILED=1")
-        pytest.skip("cython_ext.dtmf._dtmf is not built")
-    return COMPILED
+    return require_compiled("dtmf")
 
 
 @pytest.fixture(scope="module", params=["c-extension", "pure-python"])

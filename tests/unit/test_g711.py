@@ -27,26 +27,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cython_ext.g711 import g711_py
+from tests.kernels import compiled_or_none, require_compiled
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _import_compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("cython_ext.g711._g711")
-    except ImportError:
-        return None
-
-
-COMPILED = _import_compiled()
+COMPILED = compiled_or_none("g711")
 
 
 def _require_compiled() -> ModuleType:
-    if COMPILED is None:
-        if os.environ.get("BRANCHLINE_REQUIRE_COMPILED") == "1":
-            pytest.fail("cython_ext.g711._g711 is not built and BRANCHLINE_REQUIRE_COMPILED=1")
-        pytest.skip("cython_ext.g711._g711 is not built")
-    return COMPILED
+    return require_compiled("g711")
 
 
 @pytest.fixture(scope="module", params=["c-extension", "pure-python"])

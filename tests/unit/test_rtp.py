@@ -8,8 +8,6 @@ The compiled ``ReceiveStats`` is a wrapper over the C struct ``RxStatsC`` of
 
 from __future__ import annotations
 
-import importlib
-import os
 from pathlib import Path
 from types import ModuleType
 
@@ -19,25 +17,14 @@ from hypothesis import strategies as st
 
 from cython_ext.rtp import rtp_py
 from cython_ext.rtp.errors import RtpError
+from tests.kernels import compiled_or_none, require_compiled
 from tests.unit.test_g711 import build_probe
 
-
-def _import_compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("cython_ext.rtp._rtp")
-    except ImportError:
-        return None
-
-
-COMPILED = _import_compiled()
+COMPILED = compiled_or_none("rtp")
 
 
 def _require_compiled() -> ModuleType:
-    if COMPILED is None:
-        if os.environ.get("BRANCHLINE_REQUIRE_COMPILED") == "1":
-            pytest.fail("cython_ext.rtp._rtp is not built and BRANCHLINE_REQUIRE_COMPILED=1")
-        pytest.skip("cython_ext.rtp._rtp is not built")
-    return COMPILED
+    return require_compiled("rtp")
 
 
 @pytest.fixture(scope="module", params=["c-extension", "pure-python"])

@@ -6,8 +6,6 @@ compiled one is skipped when it is not built, unless ``BRANCHLINE_REQUIRE_COMPIL
 
 from __future__ import annotations
 
-import importlib
-import os
 from types import ModuleType
 
 import pytest
@@ -16,25 +14,14 @@ from hypothesis import strategies as st
 
 from cython_ext.sipparse import sipparse_py
 from cython_ext.sipparse.errors import SipParseError
+from tests.kernels import compiled_or_none, require_compiled
 from tests.unit.sipparse_vectors import RFC4475, sdp
 
-
-def _import_compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("cython_ext.sipparse._sipparse")
-    except ImportError:
-        return None
-
-
-COMPILED = _import_compiled()
+COMPILED = compiled_or_none("sipparse")
 
 
 def _require_compiled() -> ModuleType:
-    if COMPILED is None:
-        if os.environ.get("BRANCHLINE_REQUIRE_COMPILED") == "1":
-            pytest.fail("cython_ext.sipparse._sipparse is not built and BRANCHLINE_REQUIRE_COMPILED=1")
-        pytest.skip("cython_ext.sipparse._sipparse is not built")
-    return COMPILED
+    return require_compiled("sipparse")
 
 
 @pytest.fixture(scope="module")

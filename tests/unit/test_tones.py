@@ -7,9 +7,7 @@ The two implementations must give identical bytes (tested with hypothesis).
 
 from __future__ import annotations
 
-import importlib
 import math
-import os
 import struct
 from types import ModuleType
 
@@ -19,26 +17,16 @@ from hypothesis import strategies as st
 
 from cython_ext.tones import tones_py
 from cython_ext.tones.specs import TONES, ToneSpec
+from tests.kernels import compiled_or_none, require_compiled
 
 DBM0_PEAK = 22787.0
 
 
-def _import_compiled() -> ModuleType | None:
-    try:
-        return importlib.import_module("cython_ext.tones._tones")
-    except ImportError:
-        return None
-
-
-COMPILED = _import_compiled()
+COMPILED = compiled_or_none("tones")
 
 
 def _require_compiled() -> ModuleType:
-    if COMPILED is None:
-        if os.environ.get("BRANCHLINE_REQUIRE_COMPILED") == "1":
-            pytest.fail("cython_ext.tones._tones is not built and BRANCHLINE_REQUIRE_COMPILED=1")
-        pytest.skip("cython_ext.tones._tones is not built")
-    return COMPILED
+    return require_compiled("tones")
 
 
 @pytest.fixture(scope="module", params=["c-extension", "pure-python"])

@@ -1,0 +1,261 @@
+"""The B2BUA's legs for calls the edge answers itself, and blind transfer.
+
+A mixin of :class:`edge_core.sip.b2bua.B2BUA` (kept apart so each file stays readable):
+answering a caller with the edge's own media leg, ringing agents with fresh INVITE legs
+and joining the one who answers, cancelling rings, the edge hanging up, and REFER
+(RFC 3515) from the answering party. The IVR and queue decisions are in ``hosted.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from edge_core.media.sdp import SdpError, SessionDescription, anchor, media_target, payload_types
+from edge_core.sip.call import Call, CallState, RingLeg
+from edge_core.sip.dialog import Leg
+from edge_core.sip.message import (
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    SipUri,
+    new_call_id,
+    new_tag,
+)
+
+log = logging.getLogger("edge.b2bua")
+
+SDP = "application/sdp"
+
+
+class HostedLegs:
+    """Mixed into B2BUA; uses its helpers (``_respond``, ``_send_bye``, ``_end`` ...)."""
+
+    # provided by B2BUA
+    layer: Any
+    media: Any
+    hosted: Any
+    recorder: Any
+    resolve_transfer: Any
+    calls: dict[str, Call]
+    media_host: str
+    domain: str
+    user_agent: str
+    local: dict[str, tuple[str, int]]
+    _by_media: dict[int, Call]
+    _dialogs: dict[tuple[str, str], tuple[Call, Leg]]
+    wall: Any
+
+    # -- calls the edge answers itself (IVR, queues) ----------------------------------------
+    def answer_hosted(
+        self,
+        invite: Request,
+        tx: Any,
+        addr: tuple[str, int],
+        transport: str,
+        offer: SessionDescription | None,
+        *,
+        caller_number: str,
+        dialled: str,
+        destination: str,
+        now: float,
+    ) -> Call | None:
+        """Answer the caller at once with the edge's own media leg (prompts, hold
+        music and digits go through it); None when the call could not be answered."""
+        a, caller = self._caller_leg(invite, addr, transport)
+        call = Call(a, caller.uri, caller_number, dialled, destination, self.wall())
+        call.hosted = True
+        call.offer = offer
+        call.a_tx = tx
+        tx.owner = call
+        self.calls[call.id] = call
+        self._dialogs[(a.call_id, a.local_tag)] = (call, a)
+        voice, events = payload_types(offer) if offer is not None else (None, None)
+        if offer is None or voice is None:
+            self._fail(call, 488, "Not Acceptable Here", now, disposition="rejected")
+            return None
+        try:
+            a.media = self.media.allocate_leg()
+        except Exception as exc:
+            log.warning("call %s: no media port: %s", call.id, exc)
+            self._fail(call, 503, "No Media Ports", now, disposition="failed")
+            return None
+        self._by_media[a.media.id] = call
+        call.codec = "PCMA" if voice == 8 else "PCMU"
+        target = media_target(offer)
+        if target is not None:
+            self.media.set_remote(a.media, *target)
+        self.media.set_codec(a.media, voice, events)
+        answer = anchor(
+            offer, self.media_host, a.media.local_port, session_id=self._session_id(a),
+            version=a.next_sdp_version(), allowed=(call.codec, "telephone-event"),
+        )
+        call.state = CallState.ANSWERED
+        call.answer_time = self.wall()
+        self._respond(call, 200, now, None, answer.to_bytes())
+        return call
+
+    def offer_leg(self, call: Call, binding: Any, agent_id: str, now: float) -> RingLeg:
+        """Ring one agent (a registered binding) for a hosted call."""
+        transport = binding.transport
+        leg = Leg(
+            call_id=new_call_id(self.local[transport][0]),
+            local_tag=new_tag(),
+            local_party="",
+            remote_party=f"<{binding.contact}>",
+            remote_target=binding.contact,
+            addr=binding.source,
+            transport=transport,
+        )
+        leg.local_party = f"<sip:{call.from_number}@{self.domain}>;tag={leg.local_tag}"
+        leg.media = self.media.allocate_leg()
+        self._by_media[leg.media.id] = call
+        assert call.offer is not None
+        body = anchor(
+            call.offer, self.media_host, leg.media.local_port, session_id=self._session_id(leg),
+            version=leg.next_sdp_version(), allowed=(call.codec, "telephone-event"),
+        ).to_bytes()
+        req = leg.request("INVITE", self._via(transport), self._contact(transport), body=body, content_type=SDP)
+        req.add_header("User-Agent", self.user_agent)
+        tx = self.layer.send_request(req, leg.addr, now, reliable=transport == "tcp", transport=transport)
+        tx.owner = call
+        ring = RingLeg(leg, agent_id, req, tx)
+        call.rings[tx] = ring
+        self._dialogs[(leg.call_id, leg.local_tag)] = (call, leg)
+        return ring
+
+    def cancel_ring(self, call: Call, ring: RingLeg, now: float) -> None:
+        """Stop ringing an agent: CANCEL once it has sent a provisional (§9.1)."""
+        if ring.tx not in call.rings:
+            return
+        if ring.provisional:
+            self._cancel_invite(ring.invite, ring.leg, now)
+        else:
+            ring.cancel_pending = True
+
+    def hang_up(self, call: Call, now: float, *, cause: str, reason: str) -> None:
+        """The edge ends an answered call: BYE to whoever is on it."""
+        if call.state is CallState.ENDED:
+            return
+        for leg in (call.a, call.b):
+            if leg is not None:
+                self._send_bye(call, leg, now)
+        self._end(call, now, disposition="answered", hangup_side="edge", status=200, reason=reason, cause=cause)
+
+    def _on_ring_response(self, call: Call, ring: RingLeg, resp: Response, now: float) -> None:
+        leg = ring.leg
+        if resp.status < 200:
+            if resp.status > 100:
+                ring.provisional = True
+                if ring.cancel_pending:
+                    self._cancel_invite(ring.invite, leg, now)
+            return
+        del call.rings[ring.tx]
+        if resp.status >= 300:
+            self._drop_ring_media(leg)
+            if ring.transferor is not None:  # the caller stays with the transferor
+                if call.state is not CallState.ENDED:
+                    self._notify_refer(call, ring.transferor, f"{resp.status} {resp.reason}", now)
+            elif self.hosted is not None and call.state is not CallState.ENDED:
+                self.hosted.on_ring_failed(call, ring, resp.status, now)
+            return
+        leg.learn_remote(resp.header("To") or "", resp.header("Contact"), resp.header_values("Record-Route"))
+        leg.confirmed = True
+        ack = leg.request("ACK", self._via(leg.transport), self._contact(leg.transport), cseq=ring.invite.cseq[0])
+        self.layer.send_stateless(ack, leg.addr, leg.transport)
+        if ring.transferor is not None and call.state is CallState.ANSWERED:
+            self._transfer_answered(call, ring, ack, now)
+            wanted = True
+        else:
+            wanted = (
+                call.state is CallState.ANSWERED
+                and call.b is None
+                and self.hosted is not None
+                and self.hosted.on_ring_answered(call, ring, now)
+            )
+        if not wanted:  # answered too late: the caller left or another agent answered
+            self._send_bye(call, leg, now)
+            self._drop_ring_media(leg)
+            return
+        if ring.transferor is None:
+            call.b, call.b_invite, call.b_ack, call.b_tx = leg, ring.invite, ack, ring.tx
+        try:
+            answer = SessionDescription.parse(resp.body)
+            target = media_target(answer)
+            if target is not None:
+                self.media.set_remote(leg.media, *target)
+            voice, events = payload_types(answer)
+            self.media.set_codec(leg.media, voice if voice is not None else (8 if call.codec == "PCMA" else 0), events)
+        except SdpError as exc:
+            log.info("call %s: agent SDP refused: %s", call.id, exc)
+        self.media.connect(call.a.media, leg.media)
+        if self.recorder is not None and call.recording is None:
+            self.recorder.start(call.id, call.a.media, leg.media)
+            call.recording = ""
+
+    # -- blind transfer (RFC 3515) ---------------------------------------------------------
+    def _on_refer(self, call: Call, leg: Leg, request: Request, tx: Any, now: float) -> None:
+        """The callee (an agent) hands the caller on to another number."""
+        if call.state is not CallState.ANSWERED or leg is not call.b or call.rings:
+            self._reply(tx, 403, now, "Only The Answering Party May Transfer")
+            return
+        try:
+            number = SipUri.parse(NameAddr.parse(request.header("Refer-To") or "").uri).user or ""
+        except SipParseError:
+            self._reply(tx, 400, now, "Bad Refer-To")
+            return
+        binding = self.resolve_transfer(number) if self.resolve_transfer is not None else None
+        self._reply(tx, 202, now)
+        if binding is None:
+            self._notify_refer(call, leg, "404 Not Found", now)
+            return
+        self._notify_refer(call, leg, "100 Trying", now, final=False)
+        ring = self.offer_leg(call, binding, "", now)
+        ring.transferor = leg
+
+    def _notify_refer(self, call: Call, leg: Leg, status: str, now: float, *, final: bool = True) -> None:
+        """The implicit subscription of a REFER: progress as a message/sipfrag (§2.4.5)."""
+        body = f"SIP/2.0 {status}\r\n".encode()
+        notify = leg.request("NOTIFY", self._via(leg.transport), self._contact(leg.transport), body=body,
+                             content_type="message/sipfrag;version=2.0")  # fmt: skip
+        notify.add_header("Event", "refer")
+        notify.add_header("Subscription-State", "terminated;reason=noresource" if final else "active;expires=60")
+        sent = self.layer.send_request(notify, leg.addr, now, reliable=leg.transport == "tcp", transport=leg.transport)
+        sent.owner = call
+
+    def _transfer_answered(self, call: Call, ring: RingLeg, ack: Request, now: float) -> None:
+        """The transfer target answered: the caller talks to it; the transferor goes."""
+        transferor = ring.transferor
+        assert transferor is not None
+        self._notify_refer(call, transferor, "200 OK", now)
+        if call.recording == "" and self.recorder is not None:
+            call.recording = self.recorder.stop(call.id)  # the recording covers the first party
+        self._send_bye(call, transferor, now)
+        if transferor.media is not None:
+            self._drop_ring_media(transferor)
+        if call.hosted and self.hosted is not None:
+            self.hosted.on_transferred(call, now)
+        call.b, call.b_invite, call.b_ack, call.b_tx = ring.leg, ring.invite, ack, ring.tx
+        call.transfers += 1
+
+    def _agent_left(self, call: Call, now: float) -> None:
+        """The agent hung up and the flow keeps the caller (a survey): drop the agent's
+        leg, end its recording, and hand the caller back to the flow."""
+        b = call.b
+        assert b is not None
+        if call.recording == "" and self.recorder is not None:
+            call.recording = self.recorder.stop(call.id)
+        if b.media is not None:
+            self.media.disconnect(call.a.media)
+        self._drop_ring_media(b)
+        call.b = None
+        assert self.hosted is not None
+        self.hosted.on_agent_left(call, now)
+
+    def _drop_ring_media(self, leg: Leg) -> None:
+        if leg.media is not None:
+            self._by_media.pop(leg.media.id, None)
+            self.media.release(leg.media)
+            leg.media = None
+        self._dialogs.pop((leg.call_id, leg.local_tag), None)
