@@ -772,3 +772,31 @@ def response_to(request: bytes, status_line: bytes) -> bytes:
             out.append(line)
     out.append(b"Content-Length: 0")
     return b"\r\n".join(out) + b"\r\n\r\n"
+
+
+# --------------------------------------------------------------------------- re-INVITE hold
+
+
+@pytest.mark.sipp
+def test_hold_and_resume_re_invites_pass_through(
+    edge_factory: EdgeFactory, sipp_factory: SippFactory
+) -> None:
+    """The caller holds (a=sendonly) and resumes: each re-INVITE reaches the callee with
+    the direction kept and the answer comes back (a=recvonly); RTP stops while on hold
+    yet the RTP timeout, shorter than the hold, does not end the call (RFC 3264 §8.4)."""
+    uas = sipp_factory("edge_hold_uas", calls=1, timeout_s=CALL_TIMEOUT_S).start()
+    edge = edge_factory(
+        merged(FAST, trunk_to(uas.port), {"sip": {"auth_required": False}, "media": {"rtp_timeout_s": 1.0}})
+    )
+    uac = sipp_factory(
+        "edge_hold_uac", remote=edge.sip_udp, service="95550000", calls=1,
+        timeout_s=CALL_TIMEOUT_S, hold_ms=2500,
+    )  # fmt: skip
+    caller = uac.start().wait()
+    callee = uas.wait(timeout=10)
+    assert_ok(caller, callee, calls=1)
+
+    edge.stop()
+    (record,) = cdrs(edge)
+    assert (record["disposition"], record["hangup_side"], record["cause"]) == ("answered", "caller", "normal")
+    assert record["end_time"] - record["answer_time"] >= 2.5  # the hold outlived the RTP timeout
