@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import time
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from edge_core.gcstats import tune_for_latency, untune
 from edge_core.media.engine import EngineRelay
 from edge_core.media.recorder import CallRecorder
 from edge_core.sip.core import SipCore
+from edge_core.sip.hosted import VoicemailMessage
 from edge_core.sip.registrar import Binding, BindingChange
 from edge_core.sip.transaction import TimerSettings, TransactionLayer
 from edge_core.sip.transport import SipEndpoint, TcpConnection, UdpProtocol
@@ -105,6 +107,15 @@ def load_prompts(config: SiteConfig) -> dict[str, bytes]:
     if problems:
         raise ConfigError(str(directory), problems)
     return dict(prompts.items())
+
+
+def write_mono_wav(path: Path, pcm: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(pcm)
 
 
 class EdgeDaemon:
@@ -279,6 +290,8 @@ class EdgeDaemon:
                         await self.store.insert_recording(item)
                     elif isinstance(item, TaskRow):
                         await self.store.insert_task(item)
+                    elif isinstance(item, VoicemailMessage):
+                        await self._store_voicemail(item)
                     elif isinstance(item, IntervalRows):
                         await self.store.insert_intervals(item.rows)
                     elif isinstance(item, BindingChange):
@@ -293,6 +306,16 @@ class EdgeDaemon:
             finally:
                 for _ in batch:
                     self._writes.task_done()
+
+    async def _store_voicemail(self, message: VoicemailMessage) -> None:
+        """Write the message as a mono WAV off the loop, then index it."""
+        assert self.store is not None
+        path = Path(self.config.media.voicemail_dir) / message.mailbox / f"{message.call_id}.wav"
+        await asyncio.to_thread(write_mono_wav, path, message.pcm)
+        await self.store.insert_voicemail(
+            message.call_id, message.mailbox, message.caller, str(path),
+            message.received_at, len(message.pcm) / 2 / 8000,
+        )  # fmt: skip
 
     async def _close_intervals(self, core: SipCore) -> None:
         """Close each 15-minute ACD interval at its boundary in the site's time zone."""

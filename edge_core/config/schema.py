@@ -77,6 +77,7 @@ class MediaSettings(_Strict):
     rtp_timeout_s: float = Field(default=30.0, gt=0)
     record_calls: bool = True
     recordings_dir: str = "var/recordings"
+    voicemail_dir: str = "var/voicemail"
     recording_flush_interval_s: float = Field(default=0.2, gt=0, le=5)
 
     @model_validator(mode="after")

@@ -37,7 +37,6 @@ from edge_core.sip.message import (
     new_tag,
 )
 from edge_core.sip.records import call_record, refused_record
-from edge_core.store.db import CdrRow, TaskRow
 
 log = logging.getLogger("edge.b2bua")
 
@@ -78,7 +77,7 @@ class B2BUA(HostedLegs):
         self._timers: list[tuple[float, int, str, str]] = []
         self._ended: dict[str, Call] = {}
         self._seq = itertools.count()
-        self.records: list[CdrRow | TaskRow] = []  # for the store, in order
+        self.records: list[Any] = []  # CdrRow, TaskRow, VoicemailMessage: for the store, in order
 
     # -- helpers ----------------------------------------------------------------------
     def _via(self, transport: str) -> str:

@@ -10,8 +10,11 @@ the caller. Everything here runs on the event loop with an injected ``now``.
 A queue node's ``after_call`` keeps the caller on when the agent hangs up (a survey:
 the score goes on the CDR, a low one opens a follow-up task due within 24 h).
 
+A voicemail node records the caller's leg until the caller hangs up or ``max_s``; the
+daemon writes it as a mono WAV under ``media.voicemail_dir/MAILBOX/`` and indexes it.
+
 What a flow may ask that is not carried out yet (said in the log): HTTP lookups (the
-flow takes its fallback), voicemail recording, and callbacks.
+flow takes its fallback) and callbacks.
 """
 
 from __future__ import annotations
@@ -28,6 +31,18 @@ from edge_core.acd import center as acd
 from edge_core.ivr import runner as ivr
 from edge_core.routing.dialplan import ExtensionTarget
 from edge_core.store.db import TaskRow
+
+
+@dataclass(frozen=True)
+class VoicemailMessage:
+    """A message left in a mailbox, on its way to the store (file and index row)."""
+
+    call_id: str
+    mailbox: str
+    caller: str
+    received_at: float
+    pcm: bytes
+    """8 kHz mono int16 LE, time-aligned (silence where packets were missing)."""
 
 if TYPE_CHECKING:
     from edge_core.config.schema import SiteConfig
@@ -57,6 +72,8 @@ class HostedCall:
     """Agent id -> the leg ringing that agent ("" for a plain transfer target)."""
     agent: str | None = None
     """The agent the caller talks to, once one answered."""
+    voicemail: tuple[str, float, float] | None = None
+    """(mailbox, wall time it started, monotonic deadline) while a message is recorded."""
 
 
 class HostedCalls:
@@ -195,6 +212,8 @@ class HostedCalls:
         hosted = self.calls.pop(call.id, None)
         if hosted is None:
             return
+        if hosted.voicemail is not None:  # the caller hung up after speaking: the usual end
+            self._finish_voicemail(hosted)
         for leg in list(hosted.rings.values()):
             self.b2bua.cancel_ring(call, leg, now)
         hosted.rings.clear()
@@ -209,11 +228,16 @@ class HostedCalls:
         while self._timers and self._timers[0][1] not in self.calls:
             heapq.heappop(self._timers)
         deadlines = [t for t in (self._timers[0][0] if self._timers else None, self.center.get_timer()) if t is not None]
+        deadlines += [h.voicemail[2] for h in self.calls.values() if h.voicemail is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         self.center.handle_timer(now)
         self._drain_center(now)
+        for hosted in [h for h in self.calls.values() if h.voicemail and h.voicemail[2] <= now]:
+            self._finish_voicemail(hosted)  # the longest message allowed
+            if hosted.run is not None:
+                self._apply(hosted, hosted.run.on_record_done(now, self._wall()), now)
         while self._timers and self._timers[0][0] <= now:
             _, call_id = heapq.heappop(self._timers)
             hosted = self.calls.get(call_id)
@@ -248,8 +272,8 @@ class HostedCalls:
                 self._not_yet(hosted, "http lookup")
                 self._apply(hosted, hosted.run.on_lookup_result(None, now, self._wall()), now)  # type: ignore[union-attr]
             elif isinstance(action, ivr.RecordVoicemail):
-                self._not_yet(hosted, "voicemail")
-                self._apply(hosted, hosted.run.on_record_done(now, self._wall()), now)  # type: ignore[union-attr]
+                self.b2bua.media.record(call.a.media, True)
+                hosted.voicemail = (action.mailbox, self.wall(), now + action.max_s)
             elif isinstance(action, ivr.SurveyResult):
                 self._survey(hosted, action, now)
             elif isinstance(action, ivr.StartCallback):
@@ -258,6 +282,19 @@ class HostedCalls:
             deadline = hosted.run.get_timer()
             if deadline is not None:
                 heapq.heappush(self._timers, (deadline, call.id))
+
+    def _finish_voicemail(self, hosted: HostedCall) -> None:
+        """Take the recorded message off the caller's leg; the daemon writes the file."""
+        assert hosted.voicemail is not None
+        mailbox, started, _ = hosted.voicemail
+        hosted.voicemail = None
+        media = self.b2bua.media
+        pcm = media.take_recording(hosted.call.a.media)
+        media.record(hosted.call.a.media, False)
+        if pcm:
+            self.b2bua.records.append(
+                VoicemailMessage(hosted.call.id, mailbox, hosted.call.from_number, started, pcm)
+            )
 
     def _survey(self, hosted: HostedCall, result: ivr.SurveyResult, now: float) -> None:
         """A rating: on the CDR; a low one also opens a follow-up task, due in 24 h."""

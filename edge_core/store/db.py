@@ -107,6 +107,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
         """
+        CREATE TABLE voicemails (
+            call_id      TEXT PRIMARY KEY,
+            mailbox      TEXT NOT NULL,
+            caller       TEXT NOT NULL,
+            path         TEXT NOT NULL,
+            received_at  REAL NOT NULL,
+            duration_s   REAL NOT NULL,
+            heard        INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        """
         CREATE TABLE tasks (
             id          INTEGER PRIMARY KEY,
             kind        TEXT NOT NULL,
@@ -435,6 +446,15 @@ class EdgeStore:
         ) as cursor:
             rows = await cursor.fetchall()
         return [json.loads(r[0]) for r in rows]
+
+    async def insert_voicemail(self, call_id: str, mailbox: str, caller: str, path: str,
+                               received_at: float, duration_s: float) -> None:  # fmt: skip
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT OR REPLACE INTO voicemails (call_id, mailbox, caller, path, received_at, duration_s) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (call_id, mailbox, caller, path, received_at, duration_s),
+            )
 
     async def insert_task(self, task: TaskRow) -> None:
         async with self._transaction() as db:

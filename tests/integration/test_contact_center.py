@@ -176,3 +176,40 @@ async def test_agent_blind_transfers_the_caller_with_refer(
     edge.stop()
     (cdr,) = cdrs(edge.config["store"]["path"])
     assert (cdr["transfers"], cdr["disposition"], cdr["hangup_side"]) == (1, "answered", "caller")
+
+
+async def test_caller_leaves_a_voicemail_that_is_written_and_indexed(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    """Menu option 2 is the sales mailbox: the caller speaks (a 400 Hz tone) and hangs
+    up; the message is a mono 8 kHz WAV under media.voicemail_dir/sales, indexed."""
+    import wave
+    from array import array
+
+    from appliance.sim.phones import CALLER_TONE_HZ
+    from tests.integration.test_call_media import goertzel_power
+
+    config = site(tmp_path)
+    config["media"] = {"voicemail_dir": str(tmp_path / "vm")}
+    nodes = config["flows"]["hotline"]["nodes"]
+    nodes["menu"]["options"]["2"] = "leave"
+    nodes["leave"] = {"type": "voicemail", "mailbox": "sales", "max_s": 30, "next": "bye"}
+    edge = edge_factory(config)
+    caller = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    async with caller:
+        await caller.register()
+        result = await caller.call("100", talk_s=4.0, digits="2")
+    assert result.status == 200 and result.hangup_side == "caller", result.line(1)
+    edge.stop()
+
+    with sqlite3.connect(edge.config["store"]["path"]) as conn:
+        rows = conn.execute("SELECT mailbox, caller, path, duration_s, heard FROM voicemails").fetchall()
+    ((mailbox, who, path, duration, heard),) = rows
+    assert (mailbox, who, heard) == ("sales", "1001", 0)
+    assert Path(path).parent == tmp_path / "vm" / "sales"
+    assert 1.0 < duration < 4.0  # the greeting took the first part of the call
+    with wave.open(path) as wav:
+        assert (wav.getnchannels(), wav.getframerate()) == (1, 8000)
+        pcm = array("h", wav.readframes(wav.getnframes()))
+    middle = pcm[len(pcm) // 2 : len(pcm) // 2 + 1600]
+    assert goertzel_power(middle, CALLER_TONE_HZ) > 100 * goertzel_power(middle, 1000.0)
