@@ -68,7 +68,7 @@ def _binding(row: BindingRow) -> Binding:
         cseq=row.cseq,
         source=(host, int(port)),
         transport=transport,
-        user_agent=row.user_agent,
+        user_agent=row.user_agent or "",
     )
 
 
@@ -77,8 +77,8 @@ def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
     loop is ~1 000 datagrams, past Linux's default 208 KiB, and a dropped 200 OK turns
     into retransmissions. SO_RCVBUFFORCE (root) goes past net.core.rmem_max."""
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, size)
-    except (OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), size)
+    except OSError:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
     granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2  # Linux reports 2x
     if granted < size:

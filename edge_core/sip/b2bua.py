@@ -260,8 +260,8 @@ class B2BUA(HostedLegs):
                 # the caller went away while the callee answered: hang the callee up
                 self._send_bye(call, b, now)
                 return
-            sdp = self._answer_for_a(call, resp)
-            if sdp is None:
+            answer = self._answer_for_a(call, resp)
+            if answer is None:
                 self._send_bye(call, b, now)
                 self._fail(call, 488, "Not Acceptable Here", now, disposition="failed")
                 return
@@ -271,7 +271,7 @@ class B2BUA(HostedLegs):
             if self.recorder is not None:
                 self.recorder.start(call.id, call.a.media, b.media)
                 call.recording = ""  # being recorded; the path is known when it ends
-            self._respond(call, 200, now, None, sdp)
+            self._respond(call, 200, now, None, answer)
             return
         # a final failure from the callee
         if call.state is CallState.ENDED:

@@ -47,8 +47,7 @@ class VoicemailMessage:
 if TYPE_CHECKING:
     from edge_core.config.schema import SiteConfig
     from edge_core.sip.b2bua import B2BUA
-    from edge_core.sip.call import Call
-    from edge_core.sip.dialog import Leg
+    from edge_core.sip.call import Call, RingLeg
     from edge_core.sip.registrar import Registrar
 
 log = logging.getLogger("edge.hosted")
@@ -68,7 +67,7 @@ class HostedCall:
     """The queue the call waits in, while it waits."""
     moh: str | None = None
     """The prompt looped while waiting."""
-    rings: dict[str, Leg] = field(default_factory=dict)
+    rings: dict[str, RingLeg] = field(default_factory=dict)
     """Agent id -> the leg ringing that agent ("" for a plain transfer target)."""
     agent: str | None = None
     """The agent the caller talks to, once one answered."""
@@ -234,10 +233,10 @@ class HostedCalls:
     def handle_timer(self, now: float) -> None:
         self.center.handle_timer(now)
         self._drain_center(now)
-        for hosted in [h for h in self.calls.values() if h.voicemail and h.voicemail[2] <= now]:
-            self._finish_voicemail(hosted)  # the longest message allowed
-            if hosted.run is not None:
-                self._apply(hosted, hosted.run.on_record_done(now, self._wall()), now)
+        for recording in [h for h in self.calls.values() if h.voicemail and h.voicemail[2] <= now]:
+            self._finish_voicemail(recording)  # the longest message allowed
+            if recording.run is not None:
+                self._apply(recording, recording.run.on_record_done(now, self._wall()), now)
         while self._timers and self._timers[0][0] <= now:
             _, call_id = heapq.heappop(self._timers)
             hosted = self.calls.get(call_id)

@@ -9,7 +9,7 @@ and joining the one who answers, cancelling rings, the edge hanging up, and REFE
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_core.media.sdp import SdpError, SessionDescription, anchor, media_target, payload_types
 from edge_core.sip.call import Call, CallState, RingLeg
@@ -46,6 +46,20 @@ class HostedLegs:
     _by_media: dict[int, Call]
     _dialogs: dict[tuple[str, str], tuple[Call, Leg]]
     wall: Any
+
+    if TYPE_CHECKING:  # B2BUA's helpers this mixin calls
+        def _caller_leg(self, invite: Request, addr: tuple[str, int], transport: str) -> tuple[Leg, NameAddr]: ...
+        def _fail(self, call: Call, status: int, reason: str | None, now: float, *, disposition: str,
+                  sip_status: int | None = None) -> None: ...  # fmt: skip
+        def _session_id(self, leg: Leg) -> int: ...
+        def _respond(self, call: Call, status: int, now: float, reason: str | None = None, sdp: bytes = b"") -> None: ...
+        def _via(self, transport: str) -> str: ...
+        def _contact(self, transport: str) -> str: ...
+        def _cancel_invite(self, invite: Request, b: Leg, now: float) -> None: ...
+        def _send_bye(self, call: Call, leg: Leg, now: float) -> None: ...
+        def _reply(self, tx: Any, status: int, now: float, reason: str | None = None) -> None: ...
+        def _end(self, call: Call, now: float, *, disposition: str, hangup_side: str, status: int,
+                 reason: str, cause: str | None = None) -> None: ...  # fmt: skip
 
     # -- calls the edge answers itself (IVR, queues) ----------------------------------------
     def answer_hosted(

@@ -17,7 +17,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from cython_ext.sipparse import SipParseError, message_length
 from edge_core.sip.message import REASONS, parse
@@ -203,12 +203,13 @@ class TcpConnection(asyncio.Protocol):
             self.pending.clear()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        peer = transport.get_extra_info("peername")
+        # uvloop's TCP transport is not an asyncio.Transport subclass: cast, don't check
+        self.transport = tcp = cast(asyncio.Transport, transport)
+        peer = tcp.get_extra_info("peername")
         self.addr = (peer[0], peer[1])
         self.endpoint.tcp[self.addr] = self
         for data in self.pending:
-            self.transport.write(data)
+            tcp.write(data)
         self.pending.clear()
 
     def write(self, data: bytes) -> None:
