@@ -36,11 +36,12 @@ system-deps:
 demo: venv
 	$(VENV)/bin/branchline demo
 
-test: venv system-deps
+test: venv system-deps lint
 	BRANCHLINE_REQUIRE_COMPILED=1 $(PY) -m pytest -q -p no:cacheprovider
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy edge_core appliance cython_ext fleet images provisioning tui
 
 bench-quick: venv
 	$(PY) bench/sip_cps.py --quick

@@ -5,7 +5,7 @@ The per-sample C functions (``ulaw_to_linear`` etc.) are in ``_g711.pxd`` for
 ``cimport`` only; the twin has Python versions of them under the same names.
 """
 
-from collections.abc import Buffer
+from typing_extensions import Buffer  # collections.abc.Buffer is 3.12+
 
 IMPLEMENTATION: str  # "cython" here, "python" in the twin
 

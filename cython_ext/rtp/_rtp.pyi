@@ -4,7 +4,7 @@ The nogil C API (``RtpHeaderC``, ``rtp_parse_header``, ``RxStatsC``, ``rxstats_*
 ``emodel_*``) is in ``_rtp.pxd`` for ``cimport`` only.
 """
 
-from collections.abc import Buffer
+from typing_extensions import Buffer  # collections.abc.Buffer is 3.12+
 
 from cython_ext.rtp.errors import RtpError as RtpError
 
