@@ -11,8 +11,10 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 import wave
 from dataclasses import dataclass
@@ -95,9 +97,16 @@ def load_prompts(config: SiteConfig) -> dict[str, bytes]:
     from edge_core.ivr.prompts import DEFAULT_TEXTS, PromptSet, default_prompts
 
     directory = Path(config.prompts.dir)
-    if not all((directory / f"{name}.wav").is_file() for name in DEFAULT_TEXTS):
-        log.info("generating the default prompts in %s (%s)", directory, config.prompts.generate)
-        default_prompts(directory, engine=config.prompts.generate)
+    missing = [name for name in DEFAULT_TEXTS if not (directory / f"{name}.wav").is_file()]
+    if missing:
+        # generate aside and copy only what is missing: a technician's own recording of
+        # a prompt is never overwritten
+        log.info("generating %d default prompts in %s (%s)", len(missing), directory, config.prompts.generate)
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            default_prompts(scratch, engine=config.prompts.generate)
+            for name in missing:
+                shutil.copyfile(Path(scratch) / f"{name}.wav", directory / f"{name}.wav")
     prompts = PromptSet.load(directory)
     problems = [
         problem

@@ -48,6 +48,13 @@ DEFAULT_TEXTS: dict[str, str] = {
     "voicemail_greeting": "Please leave a message after the tone.",
     "callback_confirm": "Thank you. We will call you back as soon as an agent is free.",
     "closed": "We are closed right now. Please call again during opening hours.",
+    # queue announcements are put together from these: "you are caller number" 3,
+    # "your estimated wait is about" 2 "minutes"
+    "position_is": "You are caller number",
+    "wait_about": "Your estimated wait is about",
+    "minutes": "minutes",
+    **{f"digit_{d}": word for d, word in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))},
 }
 """The default prompts and what they say; flows refer to these names."""
 

@@ -251,6 +251,19 @@ class HostedCalls:
     def _wall(self) -> datetime:
         return datetime.fromtimestamp(self.wall(), self.zone)
 
+    def _announcement(self, position: int, ewt_s: float | None) -> bytes:
+        """"You are caller number 3. Your estimated wait is about 2 minutes." from the
+        prompt set's pieces; the plain queue prompt when a piece is missing."""
+        p = self.prompts
+        try:
+            audio = p["position_is"] + b"".join(p[f"digit_{d}"] for d in str(position))
+            if ewt_s is not None:
+                minutes = max(1, -int(-ewt_s // 60))  # rounded up: never promise too little
+                audio += p["wait_about"] + b"".join(p[f"digit_{d}"] for d in str(minutes)) + p["minutes"]
+            return bytes(audio)
+        except KeyError:
+            return bytes(p["queue_position"])
+
     def _play(self, call: Call, prompt: str, play_id: int, *, loop: bool) -> None:
         self.b2bua.media.play(call.a.media, self.prompts[prompt], loop=loop, play_id=play_id)
 
@@ -360,7 +373,10 @@ class HostedCalls:
             if leg is not None:
                 self.b2bua.cancel_ring(hosted.call, leg, now)
         elif isinstance(action, acd.Announce) and hosted is not None:
-            self._play(hosted.call, "queue_position", _ANNOUNCE_PLAY_ID, loop=False)
+            self.b2bua.media.play(
+                hosted.call.a.media, self._announcement(action.position, action.ewt_s),
+                loop=False, play_id=_ANNOUNCE_PLAY_ID,
+            )  # fmt: skip
         elif isinstance(action, acd.Overflow | acd.Reject) and hosted is not None:
             if isinstance(action, acd.Overflow) and action.kind == "queue":
                 hosted.queue = action.target  # moved by the center; keeps waiting
