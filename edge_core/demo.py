@@ -72,7 +72,39 @@ def demo_config(source: Path, store_dir: Path) -> SiteConfig:
     media["rtp_port_min"], media["rtp_port_max"] = base, base + RTP_RANGE_PORTS - 1
     data.setdefault("store", {})["path"] = str(store_dir / "edge.db")
     media["recordings_dir"] = str(store_dir / "recordings")
+    media["voicemail_dir"] = str(store_dir / "voicemail")
+    data.setdefault("api", {})["socket"] = str(store_dir / "edge.sock")
     return parse_config(data, str(source))
+
+
+async def api_get(socket_path: str, path: str) -> Any:
+    """GET a JSON resource from the edge's local control API (HTTP/1.1 on its socket)."""
+    import json
+
+    reader, writer = await asyncio.open_unix_connection(socket_path)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        response = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = response.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"GET {path}: {head.splitlines()[0].decode()}")
+    return json.loads(body)
+
+
+async def _queue_board(config: SiteConfig) -> None:
+    """The live queue statistics, as the control API gives them."""
+    board = await api_get(config.api.socket, "/v1/queues")
+    print(f"\nqueue board from the control API ({config.api.socket}, GET /v1/queues):")
+    queues = board["queues"] if isinstance(board, dict) and "queues" in board else board
+    for q in queues:
+        sl = q.get("service_level")
+        print(f"  {q.get('name', q.get('queue')):<8} waiting {q.get('waiting')}  "
+              f"answered {q.get('answered', q.get('totals', {}).get('answered'))}  "
+              f"service level {'-' if sl is None else f'{sl:.0%}'}  "
+              f"agents {q.get('agents_by_state', q.get('agents'))}")  # fmt: skip
 
 
 def _duration(seconds: float | None) -> str:
@@ -122,6 +154,8 @@ What to do next
   call through it:          .venv/bin/branchline sim --edge 127.0.0.1:<its udp port> --config examples/site.yaml --phones 4 --calls 8
                             (this demo's edge was {edge[0]}:{edge[1]})
   validate a config:        .venv/bin/branchline edge check --config examples/site.yaml
+  ask a running edge:       curl --unix-socket var/edge.sock http://edge/v1/queues   (also /v1/status,
+                            /v1/calls, /v1/agents, /v1/events; site.yaml's api.socket)
   run the tests:            make test
   measure call setup rate:  .venv/bin/python bench/sip_cps.py --quick
 """
@@ -167,6 +201,7 @@ async def _demo(args: argparse.Namespace) -> int:
         print(summary(results))
         calls_ok = len(results) == args.calls and all(r.ok for r in results)
         calls_ok = await _hotline(config, edge) and calls_ok
+        await _queue_board(config)
     except SimError as exc:
         print(f"branchline demo: {exc}", file=sys.stderr)
 
