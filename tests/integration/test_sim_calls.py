@@ -117,6 +117,8 @@ def test_branchline_demo_exits_0_and_prints_cdrs(tmp_path: Path) -> None:
     hotline = [line for line in proc.stdout.splitlines() if "flow:hotline" in line and " answered " in line]
     assert len(hotline) == 1, proc.stdout
     assert "answered by 2001: yes" in proc.stdout
+    board = [line for line in proc.stdout.splitlines() if line.strip().startswith("sales ")]
+    assert board and "answered 1" in board[0] and "service level 100%" in board[0], proc.stdout
     assert "branchline edge run --config examples/site.yaml" in proc.stdout
 
 
