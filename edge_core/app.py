@@ -16,7 +16,10 @@ import signal
 import socket
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +121,20 @@ def load_prompts(config: SiteConfig) -> dict[str, bytes]:
     return dict(prompts.items())
 
 
+def fetch_json(url: str, timeout_s: float) -> dict[str, Any] | None:
+    """GET a lookup URL: its JSON object; ``{}`` for 404 (the caller is not known);
+    None for anything else (unreachable, timeout, not JSON): the flow's fallback."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (URL from the site config)
+            data = json.loads(response.read(1_000_000))
+    except urllib.error.HTTPError as exc:
+        return {} if exc.code == 404 else None
+    except (OSError, ValueError) as exc:
+        log.info("lookup %s failed: %s", url, exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def write_mono_wav(path: Path, pcm: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as wav:
@@ -137,6 +154,7 @@ class EdgeDaemon:
         self._writes: asyncio.Queue[object] = asyncio.Queue()
         # resolves to {"udp": (host, port), "tcp": (host, port)} once the edge listens
         self._interval_start: float | None = None  # where the open ACD interval began
+        self._lookups: set[asyncio.Task[None]] = set()  # http lookups in flight
         self.listening: asyncio.Future[dict[str, tuple[str, int]]] = asyncio.get_running_loop().create_future()
 
     def stop(self) -> None:
@@ -183,6 +201,18 @@ class EdgeDaemon:
             endpoint.step()
 
         media.add_listener(on_media_event)
+
+        def http_lookup(url: str, timeout_s: float, done: Callable[[dict[str, Any] | None, float], None]) -> None:
+            async def fetch() -> None:
+                result = await asyncio.to_thread(fetch_json, url, timeout_s)
+                done(result, loop.time())
+                endpoint.step()
+
+            task = loop.create_task(fetch())
+            self._lookups.add(task)
+            task.add_done_callback(self._lookups.discard)
+
+        core.hosted.http_lookup = http_lookup
         core.registrar.restore([_binding(r) for r in await store.load_bindings(time.time())], time.time())
         endpoint.after_step = lambda: self._collect(core)
         writer = asyncio.create_task(self._write_records())

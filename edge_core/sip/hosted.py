@@ -13,12 +13,15 @@ the score goes on the CDR, a low one opens a follow-up task due within 24 h).
 A voicemail node records the caller's leg until the caller hangs up or ``max_s``; the
 daemon writes it as a mono WAV under ``media.voicemail_dir/MAILBOX/`` and indexes it.
 
-What a flow may ask that is not carried out yet (said in the log): HTTP lookups (the
-flow takes its fallback) and callbacks.
+A lookup node with an http source asks the daemon's HTTP client (``http_lookup``); the
+flow's own deadline sends it to ``fallback`` when the answer is late.
+
+What a flow may ask that is not carried out yet (said in the log): callbacks.
 """
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 from collections.abc import Callable
@@ -102,6 +105,9 @@ class HostedCalls:
         self.on_agent_change: Callable[[acd.AgentStateChanged, float], None] | None = None
         """Told every agent transition (the control API's events and time in state)."""
         self.notes: list[str] = []  # what a flow asked that is not carried out (tests read it)
+        # the daemon's HTTP client for lookup nodes: (url, timeout_s, done(result, now));
+        # ``result`` is the JSON object, {} for not found, None for a failure
+        self.http_lookup: Callable[[str, float, Callable[[dict[str, Any] | None, float], None]], None] | None = None
 
     # -- entry points ----------------------------------------------------------------------
     def feature_code(self, extension: str, dialled: str, now: float) -> str | None:
@@ -281,8 +287,12 @@ class HostedCalls:
             elif isinstance(action, ivr.Transfer):
                 self._transfer(hosted, action.target, now)
             elif isinstance(action, ivr.StartLookup):
-                self._not_yet(hosted, "http lookup")
-                self._apply(hosted, hosted.run.on_lookup_result(None, now, self._wall()), now)  # type: ignore[union-attr]
+                if self.http_lookup is None:
+                    self._not_yet(hosted, "http lookup")
+                    self._apply(hosted, hosted.run.on_lookup_result(None, now, self._wall()), now)  # type: ignore[union-attr]
+                else:
+                    done = functools.partial(self._lookup_done, call.id)
+                    self.http_lookup(action.url, action.timeout_s, done)
             elif isinstance(action, ivr.RecordVoicemail):
                 self.b2bua.media.record(call.a.media, True)
                 hosted.voicemail = (action.mailbox, self.wall(), now + action.max_s)
@@ -294,6 +304,13 @@ class HostedCalls:
             deadline = hosted.run.get_timer()
             if deadline is not None:
                 heapq.heappush(self._timers, (deadline, call.id))
+
+    def _lookup_done(self, call_id: str, result: dict[str, Any] | None, now: float) -> None:
+        """An http lookup answered; too late (the flow timed out, the caller left) is ignored."""
+        hosted = self.calls.get(call_id)
+        if hosted is None or hosted.run is None or hosted.run.phase is not ivr.Phase.LOOKUP:
+            return
+        self._apply(hosted, hosted.run.on_lookup_result(result, now, self._wall()), now)
 
     def _finish_voicemail(self, hosted: HostedCall) -> None:
         """Take the recorded message off the caller's leg; the daemon writes the file."""

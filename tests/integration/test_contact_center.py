@@ -9,6 +9,7 @@ daemon is a child process; phones are the simulator on the test's loop.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -213,3 +214,69 @@ async def test_caller_leaves_a_voicemail_that_is_written_and_indexed(
         pcm = array("h", wav.readframes(wav.getnframes()))
     middle = pcm[len(pcm) // 2 : len(pcm) // 2 + 1600]
     assert goertzel_power(middle, CALLER_TONE_HZ) > 100 * goertzel_power(middle, 1000.0)
+
+
+async def test_http_lookup_routes_known_callers_and_falls_back_when_the_crm_is_down(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    """A lookup node asks a CRM over HTTP: a known caller (VIP) reaches the queue, an
+    unknown one (404) is sent to not_found, and a CRM that does not answer sends the
+    flow to its fallback -- each visible in the CDR's cause."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Crm(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            if self.path == "/customers/1001":
+                body = json.dumps({"vip": True, "name": "Ada"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                self.send_error(404)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    crm = ThreadingHTTPServer(("127.0.0.1", 0), Crm)
+    threading.Thread(target=crm.serve_forever, daemon=True).start()
+    dead = socket.socket()  # a port that refuses connections: the CRM is down
+    dead.bind(("127.0.0.1", 0))
+    try:
+        def lookup_flow(port: int) -> dict[str, Any]:
+            return {
+                "start": "who",
+                "nodes": {
+                    "who": {"type": "lookup", "source": "http", "timeout_s": 2,
+                            "url": f"http://127.0.0.1:{port}/customers/${{caller}}",
+                            "next": "known", "not_found": "unknown", "fallback": "down"},
+                    "known": {"type": "hangup", "cause": "known"},
+                    "unknown": {"type": "hangup", "cause": "unknown"},
+                    "down": {"type": "hangup", "cause": "crm-down"},
+                },
+            }  # fmt: skip
+
+        config = site(tmp_path)
+        config["flows"] = {"hotline": lookup_flow(crm.server_port), "down": lookup_flow(dead.getsockname()[1])}
+        config["routes"].append({"match": r"^101$", "flow": "down"})
+        edge = edge_factory(config)
+        known = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+        stranger = Phone("2002", USERS["2002"], edge.sip_udp, DOMAIN)
+        async with known, stranger:
+            await asyncio.gather(known.register(), stranger.register())
+            results = [
+                await known.call("100", talk_s=5.0),
+                await stranger.call("100", talk_s=5.0),
+                await known.call("101", talk_s=5.0),
+            ]
+        assert all(r.status == 200 and r.hangup_side == "callee" for r in results), [r.line(1) for r in results]
+        edge.stop()
+    finally:
+        crm.shutdown()
+        crm.server_close()
+        dead.close()
+    causes = [r["cause"] for r in cdrs(edge.config["store"]["path"])]
+    assert causes == ["ivr-known", "ivr-unknown", "ivr-crm-down"]
