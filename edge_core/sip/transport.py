@@ -222,6 +222,19 @@ class TcpConnection(asyncio.Protocol):
         self.buffer += data
         limit = self.endpoint.max_message_bytes
         while self.buffer:
+            # RFC 5626 §3.5.1 keep-alives: a CRLFCRLF ping gets a CRLF pong; a lone CRLF
+            # (a pong, or half a ping still on its way) is consumed or waited for
+            if self.buffer.startswith(b"\r\n\r\n"):
+                del self.buffer[:4]
+                self.endpoint.counters["tcp.keepalive"] += 1
+                if self.transport is not None:
+                    self.transport.write(b"\r\n")
+                continue
+            if self.buffer == b"\r\n":
+                return
+            if self.buffer.startswith(b"\r\n"):
+                del self.buffer[:2]
+                continue
             try:
                 size = message_length(self.buffer, limit)
             except SipParseError as exc:

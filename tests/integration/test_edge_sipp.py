@@ -800,3 +800,40 @@ def test_hold_and_resume_re_invites_pass_through(
     (record,) = cdrs(edge)
     assert (record["disposition"], record["hangup_side"], record["cause"]) == ("answered", "caller", "normal")
     assert record["end_time"] - record["answer_time"] >= 2.5  # the hold outlived the RTP timeout
+
+
+# --------------------------------------------------------------------------- TCP keep-alive
+
+
+def test_tcp_keepalive_pings_get_pongs_and_the_connection_keeps_serving(
+    edge_factory: EdgeFactory,
+) -> None:
+    """RFC 5626 §3.5.1: a phone pings its TCP connection with CRLFCRLF; the edge answers
+    each with CRLF and the connection keeps carrying SIP (pings never pile up)."""
+    import socket as sockets
+
+    edge = edge_factory(merged(FAST, {"sip": {"max_message_bytes": 2000}}))
+    with sockets.create_connection(tuple(edge.sip_tcp), timeout=5) as conn:
+        for _ in range(600):  # 2 400 bytes of pings: more than max_message_bytes
+            conn.sendall(b"\r\n\r\n")
+        pongs = b""
+        while len(pongs) < 1200:
+            chunk = conn.recv(4096)
+            assert chunk, "the edge closed the connection"
+            pongs += chunk
+        assert pongs == b"\r\n" * 600
+        local = conn.getsockname()
+        options = (
+            f"OPTIONS sip:{DOMAIN} SIP/2.0\r\n"
+            f"Via: SIP/2.0/TCP {local[0]}:{local[1]};branch=z9hG4bK-ka-1\r\n"
+            f"From: <sip:probe@{DOMAIN}>;tag=ka\r\nTo: <sip:{DOMAIN}>\r\n"
+            f"Call-ID: keepalive-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        conn.sendall(options.encode())
+        reply = b""
+        while b"\r\n\r\n" not in reply:
+            chunk = conn.recv(4096)
+            assert chunk, "the edge closed the connection"
+            reply += chunk
+        assert reply.startswith(b"SIP/2.0 200"), reply
+    edge.stop()
