@@ -99,6 +99,19 @@ class Target:
         return ""
 
 
+class ChildTarget(Target):
+    """A reference run as a child process (``self.child``), stopped by its own pid."""
+
+    child: ChildProcess | None = None
+
+    def stop(self) -> None:
+        if self.child is not None:
+            self.child.stop()
+
+    def diagnostics(self) -> str:
+        return self.child.log_tail() if self.child else ""
+
+
 class EdgeTarget(Target):
     name = "edge"
     strict_retransmissions = True
@@ -130,7 +143,7 @@ class EdgeTarget(Target):
         return self.edge.stderr_text()[-1500:] if self.edge else ""
 
 
-class SippyTarget(Target):
+class SippyTarget(ChildTarget):
     name = "sippy"
 
     def __init__(self, workdir: Path, uas_port: int, port: int, binary: Path) -> None:
@@ -150,12 +163,6 @@ class SippyTarget(Target):
         wait_udp_bound(self.port, self.child.proc, timeout_s=20.0)
         return ("127.0.0.1", self.port)
 
-    def stop(self) -> None:
-        if self.child is not None:
-            self.child.stop()
-
-    def diagnostics(self) -> str:
-        return self.child.log_tail() if self.child else ""
 
 
 def kamailio_template() -> Path:
@@ -163,7 +170,7 @@ def kamailio_template() -> Path:
     return shared if shared.is_file() else Path(__file__).resolve().parent / "kamailio-proxy.cfg.in"
 
 
-class KamailioTarget(Target):
+class KamailioTarget(ChildTarget):
     name = "kamailio"
 
     def __init__(self, workdir: Path, uas_port: int, port: int, binary: str) -> None:
@@ -192,12 +199,6 @@ class KamailioTarget(Target):
         wait_udp_bound(self.port, self.child.proc, timeout_s=20.0)
         return ("127.0.0.1", self.port)
 
-    def stop(self) -> None:
-        if self.child is not None:
-            self.child.stop()
-
-    def diagnostics(self) -> str:
-        return self.child.log_tail() if self.child else ""
 
 
 # ------------------------------------------------------------------ one step

@@ -26,9 +26,8 @@ def leg_mos(media: Any) -> float | None:
     """Estimated MOS of what one leg received, None when it received nothing."""
     if media is None or media.packets_in == 0:
         return None
-    lost = max(0, getattr(media, "lost", 0))
-    loss = lost / (media.packets_in + lost)
-    jitter = getattr(media, "jitter_ms", None) or 0.0
+    loss = media.lost / (media.packets_in + media.lost)
+    jitter = media.jitter_ms or 0.0
     return round(mos_estimate(codec="PCMU", loss_fraction=loss, jitter_ms=jitter), 2)
 
 
@@ -66,10 +65,10 @@ def call_record(
         packets_a_to_b=a_media.packets_in if a_media is not None else 0,
         packets_b_to_a=b_media.packets_in if b_media is not None else 0,
         cause=cause or _CAUSE_OF.get(disposition, disposition),
-        a_lost=getattr(a_media, "lost", 0) if a_media is not None else 0,
-        b_lost=getattr(b_media, "lost", 0) if b_media is not None else 0,
-        a_jitter_ms=getattr(a_media, "jitter_ms", None) if a_media is not None else None,
-        b_jitter_ms=getattr(b_media, "jitter_ms", None) if b_media is not None else None,
+        a_lost=a_media.lost if a_media is not None else 0,
+        b_lost=b_media.lost if b_media is not None else 0,
+        a_jitter_ms=a_media.jitter_ms if a_media is not None else None,
+        b_jitter_ms=b_media.jitter_ms if b_media is not None else None,
         mos=min(scores) if scores else None,
         recording=call.recording,
         dtmf="".join(call.digits),
