@@ -8,7 +8,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 
 # System packages the tests talk to: name of a binary -> Debian package.
-TEST_TOOLS := sipp:sip-tester
+TEST_TOOLS := sipp:sip-tester mosquitto:mosquitto chromium:chromium chromedriver:chromium-driver
 
 .PHONY: demo test venv system-deps lint bench-quick clean
 
