@@ -61,6 +61,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _fleet_run(args: argparse.Namespace) -> int:
+    from fleet.service import run_fleet
+
+    return run_fleet(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="branchline", description="Branchline contact-center edge and fleet")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
@@ -74,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = edge.add_parser("check", help="validate a site config and exit")
     check.add_argument("--config", required=True)
     check.set_defaults(func=_edge_check)
+
+    fleet = sub.add_parser("fleet", help="the fleet manager").add_subparsers(dest="fleet_command", required=True)
+    fleet_run = fleet.add_parser("run", help="migrate the fleet store and run N ingest workers until SIGTERM")
+    from fleet.service import add_arguments as add_fleet_arguments
+
+    add_fleet_arguments(fleet_run)
+    fleet_run.set_defaults(func=_fleet_run)
 
     info = sub.add_parser("info", help="version and which kernel implementations are loaded")
     info.set_defaults(func=_info)
