@@ -190,6 +190,7 @@ class QueueCall:
     agent: str | None = None
     answered_at: float = 0.0
     overflow_due: bool = False  # max wait passed while ringing
+    callback: bool = False  # nobody is on the line: the edge calls the caller back
 
 
 @dataclass(slots=True, eq=False)
@@ -312,9 +313,16 @@ class ContactCenter:
         priority: int = 0,
         skills: Iterable[str] = (),
         caller: str = "",
+        callback: bool = False,
+        count: bool = True,
         now: float,
     ) -> None:
-        """A caller joins ``queue``; ``skills`` are needed on top of the queue's own."""
+        """A caller joins ``queue``; ``skills`` are needed on top of the queue's own.
+
+        A ``callback`` entry has nobody on the line: it is neither refused (full, no
+        agents) nor sent away (max wait, the last agent leaving), and hears no
+        announcements; it waits for an agent like any other. ``count=False`` keeps a
+        retry of a callback out of the offered figure (it was offered once)."""
         if call_id in self._calls:
             raise AcdError(f"call {call_id!r} is already queued")
         if queue not in self._queues:
@@ -322,25 +330,47 @@ class ContactCenter:
         q = self._queues[queue]
         flow_skills = tuple(skills)
         needed = tuple(dict.fromkeys([*q.skills, *flow_skills]))
-        if (
+        if not callback and (
             q.max_length
-            and sum(1 for c in self._calls.values() if c.queue == queue and c.phase != "connected")
+            and sum(
+                1
+                for c in self._calls.values()
+                if c.queue == queue and c.phase != "connected" and not c.callback
+            )
             >= q.max_length
         ):
             self._reject(call_id, queue, "full", now)
             return
-        if not q.join_empty and not self._staffable(queue, needed):
+        if not callback and not q.join_empty and not self._staffable(queue, needed):
             self._reject(call_id, queue, "no-agents", now)
             return
         call = QueueCall(call_id, self._next_key, queue, priority, needed, flow_skills, caller, now)
+        call.callback = callback
         self._next_key += 1
         self._calls[call_id] = call
         self._call_by_key[call.key] = call
         self._wait(call)
-        self.stats.offered(queue, now)
-        self._arm("maxwait", (call_id,), now + q.max_wait_s)
-        if q.announce_every_s:
-            self._arm("announce", (call_id,), now + q.announce_every_s)
+        if count:
+            self.stats.offered(queue, now)
+        if not callback:
+            self._arm("maxwait", (call_id,), now + q.max_wait_s)
+            if q.announce_every_s:
+                self._arm("announce", (call_id,), now + q.announce_every_s)
+        self._dispatch(now)
+
+    def to_callback(self, call_id: str, now: float) -> None:
+        """The waiting caller asked to be called back: the call keeps its place (its
+        enqueue time and priority) with nobody on the line; rings to it stop."""
+        call = self._call(call_id)
+        if call.phase == "connected":
+            raise AcdError(f"call {call_id!r} was answered")
+        if call.ringing:
+            self._cancel_rings(call, now)
+            self._wait(call)
+        call.callback = True
+        call.overflow_due = False
+        for kind in ("maxwait", "announce"):
+            self._disarm(kind, (call_id,))
         self._dispatch(now)
 
     def abandon(self, call_id: str, now: float) -> None:
@@ -440,6 +470,7 @@ class ContactCenter:
             q = self._queues[call.queue]
             if (
                 q.leave_when_empty
+                and not call.callback
                 and call.queue in agent.config.queues
                 and not self._staffable(call.queue, call.skills)
             ):
@@ -504,6 +535,20 @@ class ContactCenter:
         return done
 
     # -- reading -----------------------------------------------------------------------
+
+    def is_idle(self) -> bool:
+        """No call queued, ringing or connected, and no agent ringing, on a call or in
+        wrap-up: the center can be replaced (a new config) without anyone noticing."""
+        busy = (AgentState.RINGING, AgentState.ON_CALL, AgentState.WRAP_UP)
+        return not self._calls and all(a.state not in busy for a in self._agents.values())
+
+    def logged_in(self) -> dict[str, tuple[str, str | None]]:
+        """Agent id -> (extension, pause reason or None) of everyone logged in."""
+        return {
+            a.config.id: (a.extension, a.pause_reason if a.state is AgentState.PAUSED else None)
+            for a in self._agents.values()
+            if a.extension is not None and a.state is not AgentState.LOGGED_OUT
+        }
 
     def agent_state(self, agent_id: str) -> AgentState:
         return self._agent(agent_id).state

@@ -92,6 +92,15 @@ class QueueConfig(_Strict):
     """Music-on-hold prompt name; None: the site default."""
     skills: list[Name] = []
     """Skills every call of this queue needs, on top of those the flow adds."""
+    callback_key: Annotated[str, Field(pattern=r"^[0-9*#]$")] | None = None
+    """A waiting caller who presses this key keeps their place and hangs up; when their
+    turn comes the edge rings an agent, then calls the caller back. None: not offered."""
+    callback_attempts: int = Field(default=3, ge=1, le=10)
+    """Calls to the customer before the callback is given up (and a task opened)."""
+    callback_retry_s: float = Field(default=120.0, gt=0)
+    """Wait before calling again a customer who did not answer."""
+    callback_ring_s: float = Field(default=30.0, gt=0)
+    """How long the customer's phone rings on a callback before it counts as no answer."""
     ewt_smoothing: float = Field(default=0.2, gt=0, le=1)
     """Weight of the newest handle time in the moving average behind the estimated wait."""
 

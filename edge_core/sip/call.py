@@ -70,6 +70,7 @@ class Call:
         "codec",
         "survey_score",
         "transfers",
+        "originated",
     )
 
     def __init__(self, a: Leg, from_uri: str, from_number: str, to_number: str, destination: str, start: float) -> None:
@@ -99,3 +100,4 @@ class Call:
         self.codec = "PCMU"  # the G.711 law the caller's leg carries (hosted calls)
         self.survey_score: int | None = None
         self.transfers = 0  # blind transfers (REFER) carried out
+        self.originated = False  # placed by the edge (a callback): ``a`` is the edge's UAC leg

@@ -16,7 +16,19 @@ daemon writes it as a mono WAV under ``media.voicemail_dir/MAILBOX/`` and indexe
 A lookup node with an http source asks the daemon's HTTP client (``http_lookup``); the
 flow's own deadline sends it to ``fallback`` when the answer is late.
 
-What a flow may ask that is not carried out yet (said in the log): callbacks.
+Callbacks: a waiting caller who presses the queue's ``callback_key`` (or a flow's
+``callback`` node) leaves a :class:`CallbackJob` in the queue with nobody on the line;
+it keeps its place. When the contact center offers it to an agent, the edge places a
+call to that agent (an originated call, its ``a`` leg the agent's), and once the agent
+answers, rings the customer as that call's second leg. A customer who does not answer
+is tried again after ``callback_retry_s``, up to ``callback_attempts`` calls; then a
+``callback-failed`` task is opened for a supervisor. Every attempt is a call of its own
+and leaves its own CDR (destination ``callback:QUEUE``).
+
+A new config (:meth:`HostedCalls.reconfigure`) applies to calls that start after it;
+calls in progress keep the flow they are in. The contact center is replaced only when it
+is idle (nobody queued, ringing, talking or in wrap-up); until then the new queues and
+agents wait (``pending_center``), and logged-in agents stay logged in across the swap.
 """
 
 from __future__ import annotations
@@ -32,7 +44,8 @@ from zoneinfo import ZoneInfo
 
 from edge_core.acd import center as acd
 from edge_core.ivr import runner as ivr
-from edge_core.routing.dialplan import ExtensionTarget
+from edge_core.routing.dialplan import ExtensionTarget, TrunkTarget
+from edge_core.sip.call import CallState
 from edge_core.store.db import TaskRow
 
 
@@ -58,6 +71,33 @@ log = logging.getLogger("edge.hosted")
 _ANNOUNCE_PLAY_ID = -1  # the queue announcement; when it ends, hold music resumes
 _HOLD_PLAY_ID = -2
 _FEATURE_PLAY_ID = -3  # the confirmation of a feature code; when it ends, hang up
+_CALLBACK_PLAY_ID = -4  # "we will call you back"; when it ends, hang up
+_CUSTOMER = "=customer"  # the key of a callback's customer ring (no agent id starts with "=")
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Where to send an INVITE (the shape of a registrar binding)."""
+
+    contact: str
+    source: tuple[str, int]
+    transport: str
+
+
+@dataclass(eq=False)
+class CallbackJob:
+    """A caller to call back. ``id`` is the contact center's call id: the queue entry
+    outlives the call that asked for it."""
+
+    id: str
+    queue: str
+    number: str
+    priority: int = 0
+    skills: tuple[str, ...] = ()
+    attempts: int = 0
+    """Calls to the customer placed so far (each after an agent answered)."""
+    legs: dict[str, Call] = field(default_factory=dict)
+    """Agent id -> the originated call ringing that agent."""
 FOLLOW_UP_WITHIN_S = 24 * 3600  # a low survey score is called back within a day
 
 
@@ -76,6 +116,15 @@ class HostedCall:
     """The agent the caller talks to, once one answered."""
     voicemail: tuple[str, float, float] | None = None
     """(mailbox, wall time it started, monotonic deadline) while a message is recorded."""
+    entry: tuple[int, tuple[str, ...]] = (0, ())
+    """(priority, skills) the call joined its queue with (a callback keeps them)."""
+    job: CallbackJob | None = None
+    """For a call the edge placed to call a customer back: its job."""
+
+    @property
+    def center_id(self) -> str:
+        """The contact center's id of this call."""
+        return self.job.id if self.job is not None else self.call.id
 
 
 class HostedCalls:
@@ -101,6 +150,11 @@ class HostedCalls:
         )
         self._queues = {q.name: q for q in config.queues}
         self.calls: dict[str, HostedCall] = {}
+        self.callbacks: dict[str, CallbackJob] = {}
+        self._retries: list[tuple[float, str]] = []  # (when, job id): customers to call again
+        self._customer_rings: list[tuple[float, str]] = []  # (give up at, call id)
+        self.pending_center: SiteConfig | None = None
+        """A config whose queues/agents wait for the contact center to be idle."""
         self._timers: list[tuple[float, str]] = []  # (deadline, call id) of flow runs
         self.on_agent_change: Callable[[acd.AgentStateChanged, float], None] | None = None
         """Told every agent transition (the control API's events and time in state)."""
@@ -136,6 +190,11 @@ class HostedCalls:
     # -- from the media engine -------------------------------------------------------------
     def on_digit(self, call: Call, digit: str, now: float) -> None:
         hosted = self.calls.get(call.id)
+        if hosted is not None and hosted.queue is not None and hosted.agent is None:
+            queue = self._queues.get(hosted.queue)
+            if queue is not None and queue.callback_key == digit:
+                self._callback_from_queue(hosted, now)
+                return
         if hosted is not None and hosted.run is not None and hosted.agent is None:
             self._apply(hosted, hosted.run.on_digit(digit, now, self._wall()), now)
 
@@ -145,6 +204,8 @@ class HostedCalls:
             return
         if play_id == _FEATURE_PLAY_ID:
             self.b2bua.hang_up(call, now, cause="feature-code", reason="Feature Code Done")
+        elif play_id == _CALLBACK_PLAY_ID:
+            self.b2bua.hang_up(call, now, cause="callback-requested", reason="Callback Requested")
         elif play_id == _ANNOUNCE_PLAY_ID and hosted.queue is not None and hosted.moh:
             self._play(call, hosted.moh, _HOLD_PLAY_ID, loop=True)
         elif hosted.run is not None and play_id >= 0:
@@ -158,6 +219,8 @@ class HostedCalls:
         agent_id = ring.agent_id
         if hosted is None or hosted.rings.get(agent_id) is not ring:
             return False
+        if hosted.job is not None:
+            return self._callback_answered(hosted, ring, now)
         if agent_id and not self.center.ring_answered(call.id, agent_id, now):
             return False
         hosted.rings.pop(agent_id, None)
@@ -202,6 +265,9 @@ class HostedCalls:
         agent."""
         hosted = self.calls.get(call.id)
         agent_id = ring.agent_id
+        if hosted is not None and hosted.job is not None:
+            self._callback_ring_failed(hosted, ring, status, now)
+            return
         if hosted is None or hosted.rings.get(agent_id) is not ring:
             return
         del hosted.rings[agent_id]
@@ -221,11 +287,19 @@ class HostedCalls:
             self._finish_voicemail(hosted)
         for leg in list(hosted.rings.values()):
             self.b2bua.cancel_ring(call, leg, now)
+        job = hosted.job
+        if job is not None and not hosted.agent:  # ended while the agent's phone rang
+            for agent_id in hosted.rings:
+                if job.legs.get(agent_id) is call:
+                    del job.legs[agent_id]
+                    self.center.ring_failed(job.id, agent_id, now, "ended")
         hosted.rings.clear()
         if hosted.agent:
-            self.center.call_ended(call.id, now)
+            self.center.call_ended(hosted.center_id, now)
+            if job is not None and job.id in self.callbacks:  # the customer was not reached
+                self._retry_or_give_up(job, now)
         elif hosted.queue is not None:
-            self.center.abandon(call.id, now)
+            self.center.abandon(hosted.center_id, now)
         self._drain_center(now)
 
     # -- timers -----------------------------------------------------------------------------
@@ -234,11 +308,21 @@ class HostedCalls:
             heapq.heappop(self._timers)
         deadlines = [t for t in (self._timers[0][0] if self._timers else None, self.center.get_timer()) if t is not None]
         deadlines += [h.voicemail[2] for h in self.calls.values() if h.voicemail is not None]
+        deadlines += [heap[0][0] for heap in (self._retries, self._customer_rings) if heap]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         self.center.handle_timer(now)
         self._drain_center(now)
+        while self._retries and self._retries[0][0] <= now:
+            job = self.callbacks.get(heapq.heappop(self._retries)[1])
+            if job is not None:
+                self._queue_callback(job, now, count=False)
+        while self._customer_rings and self._customer_rings[0][0] <= now:
+            ringing = self.calls.get(heapq.heappop(self._customer_rings)[1])
+            ring = ringing.rings.get(_CUSTOMER) if ringing is not None else None
+            if ringing is not None and ring is not None:
+                self.b2bua.cancel_ring(ringing.call, ring, now)  # its 487: no answer
         for recording in [h for h in self.calls.values() if h.voicemail and h.voicemail[2] <= now]:
             self._finish_voicemail(recording)  # the longest message allowed
             if recording.run is not None:
@@ -299,7 +383,9 @@ class HostedCalls:
             elif isinstance(action, ivr.SurveyResult):
                 self._survey(hosted, action, now)
             elif isinstance(action, ivr.StartCallback):
-                self._not_yet(hosted, "callback")
+                job = CallbackJob(f"cb-{call.id}", action.queue, action.number)
+                self.callbacks[job.id] = job
+                self._queue_callback(job, now, count=True)
         if hosted.run is not None and call.id in self.calls:
             deadline = hosted.run.get_timer()
             if deadline is not None:
@@ -348,6 +434,7 @@ class HostedCalls:
         call = hosted.call
         queue = self._queues[action.queue]
         hosted.queue = action.queue
+        hosted.entry = (action.priority, tuple(action.skills))
         hosted.moh = queue.moh or "please_hold"
         self._play(call, hosted.moh, _HOLD_PLAY_ID, loop=True)
         self.center.enqueue(
@@ -374,8 +461,14 @@ class HostedCalls:
         while actions := self.center.take_actions():
             for action in actions:
                 self._center_action(action, now)
+        if self.pending_center is not None:
+            self._swap_center_when_idle(now)
 
     def _center_action(self, action: Any, now: float) -> None:
+        job = self.callbacks.get(getattr(action, "call_id", ""))
+        if job is not None:
+            self._callback_action(job, action, now)
+            return
         hosted = self.calls.get(getattr(action, "call_id", ""))
         if isinstance(action, acd.RingAgent) and hosted is not None:
             bindings = self.registrar.lookup(action.extension, self.wall())
@@ -406,3 +499,169 @@ class HostedCalls:
             log.info("agent: %s", action)
             if isinstance(action, acd.AgentStateChanged) and self.on_agent_change is not None:
                 self.on_agent_change(action, now)
+
+    # -- callbacks ------------------------------------------------------------------------
+    def _callback_from_queue(self, hosted: HostedCall, now: float) -> None:
+        """The waiting caller pressed the callback key: keep the place, say so, hang up."""
+        call = hosted.call
+        assert hosted.queue is not None
+        job = CallbackJob(call.id, hosted.queue, call.from_number, *hosted.entry)
+        self.callbacks[job.id] = job
+        hosted.queue = None  # no longer this caller's wait: hanging up is not abandoning
+        for agent_id, ring in list(hosted.rings.items()):
+            self.b2bua.cancel_ring(call, ring, now)
+            del hosted.rings[agent_id]
+        self.center.to_callback(job.id, now)
+        log.info("call %s: callback requested for %s in %s", call.id, job.number, job.queue)
+        self._play(call, "callback_confirm", _CALLBACK_PLAY_ID, loop=False)
+        self._drain_center(now)
+
+    def _queue_callback(self, job: CallbackJob, now: float, *, count: bool) -> None:
+        if job.queue not in self._queues:  # the queue went away with a new config
+            self._give_up(job, f"queue {job.queue} no longer exists")
+            return
+        self.center.enqueue(
+            job.id, job.queue, priority=job.priority, skills=job.skills, caller=job.number,
+            callback=True, count=count, now=now,
+        )  # fmt: skip
+        self._drain_center(now)
+
+    def _callback_action(self, job: CallbackJob, action: Any, now: float) -> None:
+        if isinstance(action, acd.RingAgent):
+            bindings = self.registrar.lookup(action.extension, self.wall())
+            if not bindings:
+                self.center.ring_failed(job.id, action.agent_id, now, "unregistered")
+                return
+            call = self.b2bua.originate(
+                bindings[0], from_number=job.number, to_number=action.extension,
+                destination=f"callback:{job.queue}", agent_id=action.agent_id, now=now,
+            )  # fmt: skip
+            hosted = HostedCall(call, None, job=job)
+            hosted.rings[action.agent_id] = next(iter(call.rings.values()))
+            self.calls[call.id] = hosted
+            job.legs[action.agent_id] = call
+        elif isinstance(action, acd.CancelRing):
+            ringing = job.legs.pop(action.agent_id, None)
+            leg_call = self.calls.get(ringing.id) if ringing is not None else None
+            ring = leg_call.rings.pop(action.agent_id, None) if leg_call is not None else None
+            if leg_call is not None and ring is not None:
+                self.b2bua.cancel_ring(leg_call.call, ring, now)  # its 487 ends that call
+        elif isinstance(action, acd.Overflow | acd.Reject):
+            log.warning("callback %s: the queue gave it up (%s)", job.id, action)
+
+    def _callback_answered(self, hosted: HostedCall, ring: Any, now: float) -> bool:
+        """A callback's agent answered (ring customer next), or its customer did."""
+        job, call = hosted.job, hosted.call
+        assert job is not None
+        if ring.agent_id == _CUSTOMER:
+            del hosted.rings[_CUSTOMER]
+            self.b2bua.media.stop_play(call.a.media)
+            self.callbacks.pop(job.id, None)
+            log.info("callback %s: %s reached on attempt %d", job.id, job.number, job.attempts)
+            return True
+        agent_id = ring.agent_id
+        del hosted.rings[agent_id]
+        if job.legs.get(agent_id) is call:
+            del job.legs[agent_id]
+        if not self.center.ring_answered(job.id, agent_id, now):
+            self._drain_center(now)
+            return False
+        hosted.agent = agent_id
+        job.attempts += 1
+        target = self._reach(job.number)
+        if target is None:
+            log.warning("callback %s: %s cannot be reached", job.id, job.number)
+            self.b2bua.hang_up(call, now, cause="callback-unroutable", reason="Customer Unreachable")
+        else:
+            self._play(call, "please_hold", _HOLD_PLAY_ID, loop=True)  # while the customer rings
+            hosted.rings[_CUSTOMER] = self.b2bua.offer_leg(call, target, _CUSTOMER, now)
+            ring_s = self._queues[job.queue].callback_ring_s if job.queue in self._queues else 30.0
+            heapq.heappush(self._customer_rings, (now + ring_s, call.id))
+        self._drain_center(now)
+        return call.state is not CallState.ENDED
+
+    def _callback_ring_failed(self, hosted: HostedCall, ring: Any, status: int, now: float) -> None:
+        job, call = hosted.job, hosted.call
+        assert job is not None
+        mine = hosted.rings.get(ring.agent_id) is ring
+        if mine:
+            del hosted.rings[ring.agent_id]
+        if ring.agent_id == _CUSTOMER:
+            if mine:  # the agent hears the outcome as a hang-up; on_call_end retries
+                self.b2bua.hang_up(call, now, cause="callback-no-answer", reason="Customer Did Not Answer")
+            return
+        if job.legs.get(ring.agent_id) is call:
+            del job.legs[ring.agent_id]
+        reason = "busy" if status in (486, 600) else "no-answer"
+        if mine:
+            self.center.ring_failed(job.id, ring.agent_id, now, reason)
+        self.b2bua.end_unanswered(call, status, now, cause=f"callback-agent-{reason}")
+        self._drain_center(now)
+
+    def _retry_or_give_up(self, job: CallbackJob, now: float) -> None:
+        queue = self._queues.get(job.queue)
+        if queue is None or job.attempts >= queue.callback_attempts:
+            self._give_up(job, f"no answer after {job.attempts} call(s)")
+            return
+        heapq.heappush(self._retries, (now + queue.callback_retry_s, job.id))
+
+    def _give_up(self, job: CallbackJob, why: str) -> None:
+        """The customer could not be reached: a supervisor takes it from here."""
+        self.callbacks.pop(job.id, None)
+        log.info("callback %s for %s given up: %s", job.id, job.number, why)
+        created = self.wall()
+        self.b2bua.records.append(
+            TaskRow(
+                kind="callback-failed", call_id=job.id, caller=job.number,
+                detail=f"callback in {job.queue}: {why}", created_at=created,
+                due_at=created + FOLLOW_UP_WITHIN_S,
+            )
+        )  # fmt: skip
+
+    def _reach(self, number: str) -> Any:
+        """Where a call to ``number`` goes: a registered phone or a trunk; None if nowhere."""
+        target = self.dial_plan.route(number)
+        if isinstance(target, ExtensionTarget):
+            bindings = self.registrar.lookup(target.number, self.wall())
+            return bindings[0] if bindings else None
+        if isinstance(target, TrunkTarget):
+            t = target.trunk
+            return Reach(f"sip:{target.number}@{t.host}:{t.port}", (t.host, t.port), t.transport)
+        return None
+
+    # -- a new config -------------------------------------------------------------------------
+    def reconfigure(self, config: SiteConfig, now: float) -> None:
+        """Take a new (validated) config: flows, prompts' names, queues and agents.
+
+        Calls in progress keep the flow run they have. The contact center is rebuilt
+        only if its queues, agents or feature codes changed, and only once it is idle."""
+        old = self.config
+        self.config = config
+        self.zone = ZoneInfo(config.site.timezone)
+        same_center = (old.queues, old.agents, old.feature_codes) == (
+            config.queues, config.agents, config.feature_codes,
+        )  # fmt: skip
+        if same_center:
+            self.pending_center = None
+            self._queues = {q.name: q for q in config.queues}
+            return
+        self.pending_center = config
+        self._swap_center_when_idle(now)
+
+    def _swap_center_when_idle(self, now: float) -> None:
+        config = self.pending_center
+        if config is None or not self.center.is_idle() or self.callbacks:
+            return
+        self.pending_center = None
+        logged_in = self.center.logged_in()
+        center = acd.ContactCenter(config.queues, config.agents, feature_codes=config.feature_codes)
+        agents = {a.id for a in config.agents}
+        for agent_id, (extension, pause) in logged_in.items():
+            if agent_id in agents:
+                center.agent_login(agent_id, extension, now)
+                if pause is not None:
+                    center.agent_pause(agent_id, pause, now)
+        center.take_actions()  # the re-logins are not news
+        self.center = center
+        self._queues = {q.name: q for q in config.queues}
+        log.info("contact center rebuilt: %d queues, %d agents", len(config.queues), len(config.agents))

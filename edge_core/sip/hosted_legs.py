@@ -28,6 +28,15 @@ log = logging.getLogger("edge.b2bua")
 
 SDP = "application/sdp"
 
+# What the edge offers when it places a call itself (a callback's first leg, to the
+# agent): both G.711 laws and RFC 4733 events; ``anchor`` fills in address and port
+# (not 0.0.0.0 here: anchor keeps that, it means hold).
+_EDGE_OFFER = (
+    b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=branchline\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 9 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    b"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=sendrecv\r\n"
+)
+
 
 class HostedLegs:
     """Mixed into B2BUA; uses its helpers (``_respond``, ``_send_bye``, ``_end`` ...)."""
@@ -110,6 +119,43 @@ class HostedLegs:
         self._respond(call, 200, now, None, answer.to_bytes())
         return call
 
+    def originate(
+        self, target: Any, *, from_number: str, to_number: str, destination: str, agent_id: str, now: float
+    ) -> Call:
+        """A call the edge places itself (a callback): its first leg rings ``target``
+        (a registered binding, or anything with ``contact``, ``source``, ``transport``)
+        with the edge's own offer. The leg is the call's ``a`` leg and also its one ring:
+        when it answers, :meth:`HostedCalls.on_ring_answered` decides what comes next."""
+        transport = target.transport
+        leg = Leg(
+            call_id=new_call_id(self.local[transport][0]), local_tag=new_tag(), local_party="",
+            remote_party=f"<{target.contact}>", remote_target=target.contact, addr=target.source,
+            transport=transport,
+        )  # fmt: skip
+        leg.local_party = f"<sip:{from_number}@{self.domain}>;tag={leg.local_tag}"
+        call = Call(leg, f"sip:{from_number}@{self.domain}", from_number, to_number, destination, self.wall())
+        call.hosted = call.originated = True
+        leg.media = self.media.allocate_leg()
+        self.calls[call.id] = call
+        self._by_media[leg.media.id] = call
+        self._dialogs[(leg.call_id, leg.local_tag)] = (call, leg)
+        body = anchor(
+            SessionDescription.parse(_EDGE_OFFER), self.media_host, leg.media.local_port,
+            session_id=self._session_id(leg), version=leg.next_sdp_version(),
+        ).to_bytes()
+        req = leg.request("INVITE", self._via(transport), self._contact(transport), body=body, content_type=SDP)
+        req.add_header("User-Agent", self.user_agent)
+        tx = self.layer.send_request(req, leg.addr, now, reliable=transport == "tcp", transport=transport)
+        tx.owner = call
+        call.rings[tx] = RingLeg(leg, agent_id, req, tx)
+        return call
+
+    def end_unanswered(self, call: Call, status: int, now: float, *, cause: str) -> None:
+        """An originated call whose first leg never answered (busy, no answer, cancelled)."""
+        disposition = {486: "busy", 600: "busy", 487: "cancelled"}.get(status, "no-answer")
+        self._end(call, now, disposition=disposition, hangup_side="callee", status=status,
+                  reason="Not Answered", cause=cause)  # fmt: skip
+
     def offer_leg(self, call: Call, binding: Any, agent_id: str, now: float) -> RingLeg:
         """Ring one agent (a registered binding) for a hosted call."""
         transport = binding.transport
@@ -160,13 +206,17 @@ class HostedLegs:
     def _on_ring_response(self, call: Call, ring: RingLeg, resp: Response, now: float) -> None:
         leg = ring.leg
         if resp.status < 200:
-            if resp.status > 100:
+            if resp.status >= 100:  # 100 Trying too: the callee's server has the INVITE (§9.1)
                 ring.provisional = True
                 if ring.cancel_pending:
                     self._cancel_invite(ring.invite, leg, now)
             return
         del call.rings[ring.tx]
         if resp.status >= 300:
+            if leg is call.a:  # an originated call's first leg: the media goes with the call
+                if self.hosted is not None and call.state is not CallState.ENDED:
+                    self.hosted.on_ring_failed(call, ring, resp.status, now)
+                return
             self._drop_ring_media(leg)
             if ring.transferor is not None:  # the caller stays with the transferor
                 if call.state is not CallState.ENDED:
@@ -178,6 +228,9 @@ class HostedLegs:
         leg.confirmed = True
         ack = leg.request("ACK", self._via(leg.transport), self._contact(leg.transport), cseq=ring.invite.cseq[0])
         self.layer.send_stateless(ack, leg.addr, leg.transport)
+        if leg is call.a:
+            self._originated_answered(call, ring, resp, ack, now)
+            return
         if ring.transferor is not None and call.state is CallState.ANSWERED:
             self._transfer_answered(call, ring, ack, now)
             wanted = True
@@ -207,6 +260,36 @@ class HostedLegs:
         if self.recorder is not None and call.recording is None:
             self.recorder.start(call.id, call.a.media, leg.media)
             call.recording = ""
+
+    def _originated_answered(self, call: Call, ring: RingLeg, resp: Response, ack: Request, now: float) -> None:
+        """The first leg of a call the edge placed answered: its SDP becomes the offer
+        the next leg is anchored from."""
+        if call.state is CallState.ENDED:
+            self._send_bye(call, call.a, now)
+            return
+        try:
+            answer = SessionDescription.parse(resp.body)
+            voice, events = payload_types(answer)
+            target = media_target(answer)
+        except SdpError as exc:
+            log.info("call %s: answer SDP refused: %s", call.id, exc)
+            voice = None
+        if voice is None:
+            self._send_bye(call, call.a, now)
+            self._end(call, now, disposition="failed", hangup_side="edge", status=488,
+                      reason="Not Acceptable Here", cause="bad-sdp")  # fmt: skip
+            return
+        if target is not None:
+            self.media.set_remote(call.a.media, *target)
+        self.media.set_codec(call.a.media, voice, events)
+        call.codec = "PCMA" if voice == 8 else "PCMU"
+        call.offer = answer
+        call.state = CallState.ANSWERED
+        call.answer_time = self.wall()
+        if self.hosted is None or not self.hosted.on_ring_answered(call, ring, now):
+            self._send_bye(call, call.a, now)
+            self._end(call, now, disposition="cancelled", hangup_side="edge", status=200,
+                      reason="Answered Too Late", cause="answered-late")  # fmt: skip
 
     # -- blind transfer (RFC 3515) ---------------------------------------------------------
     def _on_refer(self, call: Call, leg: Leg, request: Request, tx: Any, now: float) -> None:

@@ -1,0 +1,85 @@
+"""Callbacks through the real daemon: a waiting caller keeps their place and hangs up;
+when an agent is free the edge calls the agent, then the customer.
+
+Phones are the simulator (real SIP over UDP to the daemon, a child process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.sim.phones import Phone
+from tests.integration.test_contact_center import DOMAIN, USERS, cdrs, site
+from tests.sipp import EdgeProcess, wait_for_async
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def callback_site(tmp_path: Path, **queue: Any) -> dict[str, Any]:
+    config = site(tmp_path, join_empty=True, callback_key="9", **queue)
+    return config
+
+
+def tasks(db: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT kind, call_id, caller, detail FROM tasks").fetchall()
+
+
+async def test_caller_who_presses_the_callback_key_is_called_back_once_an_agent_answers(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    edge = edge_factory(callback_site(tmp_path))
+    customer = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    agent = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    agent.hangup_after_s = 1.5  # the agent ends the conversation
+    async with customer, agent:
+        await asyncio.gather(customer.register(), agent.register())
+        # 1 for sales; nobody is logged in, so the caller waits; then 9: call me back
+        first = await customer.call("100", talk_s=20.0, digits="1,,9")
+        assert first.status == 200 and first.hangup_side == "callee", first.line(1)
+        assert not customer.incoming and not agent.incoming
+        # an agent logs in: the edge rings the agent, then the customer
+        assert (await agent.call("*71", talk_s=5.0)).status == 200
+        await wait_for_async(lambda: customer.incoming, 15.0, what="the callback to the customer")
+        (token,) = customer.incoming
+        back = await customer.incoming_call_ended(token, 15.0)
+    assert back.answered and back.packets_received > 10  # the agent's audio reached the customer
+    edge.stop()
+
+    rows = cdrs(edge.config["store"]["path"])
+    (asked,) = [r for r in rows if r["destination"] == "flow:hotline"]
+    assert (asked["cause"], asked["dtmf"]) == ("callback-requested", "19")
+    (callback,) = [r for r in rows if r["destination"] == "callback:sales"]
+    assert callback["disposition"] == "answered" and callback["hangup_side"] == "caller"  # the agent
+    assert (callback["from_number"], callback["to_number"]) == ("1001", "2001")
+    assert callback["b_call_id"] is not None and callback["packets_b_to_a"] > 10
+    assert tasks(edge.config["store"]["path"]) == []
+
+
+async def test_a_customer_who_never_answers_is_tried_again_then_handed_to_a_supervisor(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    config = callback_site(tmp_path, callback_attempts=2, callback_retry_s=1.0, callback_ring_s=1.0)
+    edge = edge_factory(config)
+    customer = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    agent = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    async with customer, agent:
+        await asyncio.gather(customer.register(), agent.register())
+        first = await customer.call("100", talk_s=20.0, digits="1,,9")
+        assert first.hangup_side == "callee", first.line(1)
+        customer.auto_answer = False  # the customer has gone out
+        assert (await agent.call("*71", talk_s=5.0)).status == 200
+        db = edge.config["store"]["path"]
+
+        (task,) = await wait_for_async(lambda: tasks(db), 30.0, interval_s=0.2, what="the callback given up")
+    edge.stop()
+    assert task[0] == "callback-failed" and task[2] == "1001" and "2 call(s)" in task[3]
+    attempts = [r for r in cdrs(db) if r["destination"] == "callback:sales"]
+    assert len(attempts) == 2  # every attempt is on record
+    assert all(r["cause"] == "callback-no-answer" for r in attempts)
