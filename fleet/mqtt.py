@@ -214,3 +214,34 @@ class MqttConnection:
         """Send the PUBACK of a message received with ``manual_ack`` (QoS 1)."""
         if message.qos > 0:
             self.client.ack(message.mid, message.qos)
+
+
+class RetainedPublisher:
+    """``await publisher(topic, payload)``: publish retained at QoS 1 and wait for the
+    broker's PUBACK, (re)connecting as needed. For the config push (``fleet.configs``)."""
+
+    def __init__(self, url: str, client_id: str) -> None:
+        self.url = url
+        self.client_id = client_id
+        self._conn: MqttConnection | None = None
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, topic: str, payload: bytes) -> None:
+        async with self._lock:
+            if self._conn is None or self._conn.lost.done():
+                await self.close()
+                conn = MqttConnection(self.url, self.client_id)
+                await conn.__aenter__()
+                self._conn = conn
+            await self._conn.publish_confirmed(topic, payload, qos=1, retain=True)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.__aexit__(None, None, None)
+
+    async def __aenter__(self) -> RetainedPublisher:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
