@@ -3,6 +3,11 @@
 ``branchline edge run`` builds an :class:`EdgeDaemon` and runs it until SIGTERM or
 SIGINT. Shutdown refuses new calls (503), lets in-flight transactions finish, hangs up
 calls still up (BYE on both legs, a CDR each), flushes the store, and returns 0.
+
+A site config applied while running (from the fleet over MQTT, or ``POST /v1/config``
+on the control API) goes through :meth:`EdgeDaemon.reconfigure`: validated like
+``edge check``, swapped in without dropping calls (:meth:`EdgeDaemon.apply_config`),
+and kept in the store, so a restart comes back on it rather than on the file.
 """
 
 from __future__ import annotations
@@ -27,16 +32,20 @@ from typing import Any
 import cython_ext
 from edge_core.acd.stats import interval_bounds
 from edge_core.api.view import EdgeView
-from edge_core.config.schema import SiteConfig
+from edge_core.config.changes import redacted, restart_fields
+from edge_core.config.schema import ConfigError, SiteConfig, parse_config
 from edge_core.gcstats import tune_for_latency, untune
 from edge_core.media.engine import EngineRelay
 from edge_core.media.recorder import CallRecorder
+from edge_core.routing.dialplan import DialPlan
 from edge_core.sip.core import SipCore
 from edge_core.sip.hosted import VoicemailMessage
 from edge_core.sip.registrar import Binding, BindingChange
 from edge_core.sip.transaction import TimerSettings, TransactionLayer
 from edge_core.sip.transport import SipEndpoint, TcpConnection, UdpProtocol
-from edge_core.store.db import BindingRow, CdrRow, EdgeStore, RecordingRow, TaskRow
+from edge_core.store.db import AppliedConfig, BindingRow, CdrRow, EdgeStore, RecordingRow, TaskRow
+from edge_core.telemetry import protocol
+from edge_core.telemetry.commands import LogRing
 
 log = logging.getLogger("edge")
 
@@ -155,6 +164,20 @@ class EdgeDaemon:
         # resolves to {"udp": (host, port), "tcp": (host, port)} once the edge listens
         self._interval_start: float | None = None  # where the open ACD interval began
         self._lookups: set[asyncio.Task[None]] = set()  # http lookups in flight
+        self._background: set[asyncio.Task[None]] = set()  # event writes in flight
+        self.core: SipCore | None = None
+        self.endpoint: SipEndpoint | None = None
+        self.telemetry: Any = None  # the TelemetryClient when telemetry is enabled
+        self.maintenance = False
+        """New calls get 503 while set (the fleet's ``maintenance`` command)."""
+        self.fleet_config_version: int | None = None
+        """The fleet config version running (None: never applied one)."""
+        self.config_origin = "file"
+        self.config_applied_at: float | None = None
+        self.pending_restart: list[str] = []
+        """Fields of the running config that take effect at the next start."""
+        self.started_at = time.time()
+        self._config_lock = asyncio.Lock()
         self.listening: asyncio.Future[dict[str, tuple[str, int]]] = asyncio.get_running_loop().create_future()
 
     def stop(self) -> None:
@@ -165,11 +188,16 @@ class EdgeDaemon:
         await self._writes.join()
 
     async def run(self) -> int:
-        config = self.config
         loop = asyncio.get_running_loop()
-        started_at = time.time()
-        prompts = load_prompts(config)  # before anything binds: a bad prompt set starts nothing
-        self.store = store = await EdgeStore.open(config.store.path)
+        started_at = self.started_at = time.time()
+        self.store = store = await EdgeStore.open(self.config.store.path)
+        try:
+            await self._restore_applied_config(store)
+            config = self.config
+            prompts = load_prompts(config)  # before anything binds: a bad prompt set starts nothing
+        except BaseException:
+            await store.close()
+            raise
         media = EngineRelay(
             config.media.host,
             config.media.rtp_port_min,
@@ -192,7 +220,9 @@ class EdgeDaemon:
         }
         core = SipCore(config, layer, media, local, time.time, os.urandom(32), recorder, prompts)
         endpoint.core = core
+        self.core, self.endpoint = core, endpoint
         self.view = view = EdgeView(config, core, endpoint, media, started_at, queue_limit=config.api.event_queue_limit)
+        view.config_control = self
         core.hosted.on_agent_change = view.agent_changed
 
         def on_media_event(event: tuple[object, ...]) -> None:
@@ -222,6 +252,11 @@ class EdgeDaemon:
 
             api = await serve(create_app(view, keepalive_s=config.api.sse_keepalive_s), config.api.socket)
         ticker = asyncio.create_task(self._tick(view))
+        logs = None
+        if config.telemetry.enabled:
+            logs = LogRing(config.telemetry.log_lines)
+            logging.getLogger().addHandler(logs)
+            await self._start_telemetry(logs)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
@@ -251,6 +286,10 @@ class EdgeDaemon:
             await asyncio.sleep(0)  # let the writer's last call_soon_threadsafe callbacks run
         self._collect(core)
         await self._writes.join()
+        if self.telemetry is not None:
+            await self.telemetry.stop()  # after the last records reached the outbox
+        if logs is not None:
+            logging.getLogger().removeHandler(logs)
         ticker.cancel()
         if api is not None:
             await api.stop()  # after the drain: the shutdown's call_ended events went out
@@ -264,6 +303,154 @@ class EdgeDaemon:
         log.info("stopped; %s; %s", dict(endpoint.counters), gc_pauses.summary())
         untune(gc_pauses)
         return 0
+
+    # -- the site config, applied while running ----------------------------------------------
+    async def _restore_applied_config(self, store: EdgeStore) -> None:
+        """Come back on the config last applied (fleet or API) rather than the file's.
+        The store stays where the file says: the applied config is found in it."""
+        applied = await store.load_applied_config()
+        if applied is None:
+            return
+        data = dict(applied.config)
+        data["store"] = {**data.get("store", {}), "path": self.config.store.path}
+        try:
+            restored = parse_config(data, f"applied config ({applied.origin})")
+        except ConfigError as exc:  # e.g. a newer schema refused it: the file is valid
+            log.error("not restoring the applied config: %s", exc)
+            return
+        if restored.site.id != self.config.site.id:
+            log.error("not restoring the applied config: it is for site %s", restored.site.id)
+            return
+        self.config = restored
+        self.fleet_config_version = applied.version
+        self.config_origin = applied.origin
+        self.config_applied_at = applied.applied_at
+        log.info("running the config applied by %s (version %s)", applied.origin, applied.version)
+
+    async def reconfigure(self, data: object, origin: str, version: int | None = None) -> str:
+        """Validate ``data`` (a SiteConfig mapping) as ``edge check`` does, apply it
+        without dropping calls, keep it for the next start. ConfigError (every bad
+        field's path and reason) changes nothing. Returns a note: "" or which fields
+        wait for a restart."""
+        async with self._config_lock:
+            new = parse_config(data, origin)
+            old = self.config
+            if new.site.id != old.site.id:
+                raise ConfigError(origin, [("site.id", f"is {old.site.id!r} on this edge and cannot change while it runs")])
+            prompts = await asyncio.to_thread(load_prompts, new)  # may generate; raises ConfigError
+            self.apply_config(new, origin, prompts=prompts)
+            record = AppliedConfig(version if version is not None else self.fleet_config_version, origin,
+                                   new.model_dump(mode="json"), time.time())  # fmt: skip
+            try:
+                assert self.store is not None
+                await self.store.save_applied_config(record)
+            except Exception as exc:
+                self.apply_config(old, "rollback")
+                raise ConfigError(origin, [("(store)", f"cannot keep the config: {exc}")]) from exc
+            self.fleet_config_version = record.version
+            self.config_origin = origin
+            self.config_applied_at = record.applied_at
+            await self.store.insert_event(record.applied_at, {"type": "config_applied", "origin": origin,
+                                          "version": record.version, "pending_restart": self.pending_restart})  # fmt: skip
+            if self.telemetry is not None:
+                self.telemetry.publish_state()
+            return f"restart needed for: {', '.join(self.pending_restart)}" if self.pending_restart else ""
+
+    async def apply_fleet_config(self, version: int, data: dict[str, Any]) -> str:
+        return await self.reconfigure(data, "fleet", version)
+
+    def apply_config(self, new: SiteConfig, origin: str, *, prompts: dict[str, bytes] | None = None) -> None:
+        """Swap in what can change under running calls, all at once (no await): calls in
+        progress keep the route, legs and flow run they have. What is bound at start
+        waits for a restart (``pending_restart``)."""
+        core = self.core
+        if core is None:  # not running yet: the whole config is taken at start
+            self.config = new
+            return
+        if prompts is None:
+            prompts = load_prompts(new)
+        hosted = core.hosted
+        can_reconfigure = hasattr(hosted, "reconfigure")
+        self.pending_restart = restart_fields(self.config, new, contact_center_swappable=can_reconfigure)
+        sip = new.sip
+        dialplan = DialPlan(new)
+        core.config = new
+        core.passwords = {e.number: e.password for e in new.extensions}
+        core.dialplan = dialplan
+        core.registrar.min_expires_s = sip.registration_min_expires_s
+        core.registrar.max_expires_s = sip.registration_max_expires_s
+        core.b2bua.ring_timeout_s = sip.ring_timeout_s
+        core.b2bua.user_agent = sip.user_agent
+        hosted.dial_plan = dialplan
+        if can_reconfigure:
+            hosted.prompts = prompts
+            hosted.reconfigure(new, self.endpoint.loop.time() if self.endpoint else time.monotonic())
+        if self.view is not None:
+            self.view.reconfigure(new)
+        self.config = new
+        log.info("config applied (%s)%s", origin,
+                 f"; restart needed for {', '.join(self.pending_restart)}" if self.pending_restart else "")  # fmt: skip
+        if self.endpoint is not None:
+            self.endpoint.step()
+
+    def config_info(self) -> dict[str, Any]:
+        """The running config for ``GET /v1/config``: version, origin, and the config
+        with its secrets redacted."""
+        return {
+            "version": self.fleet_config_version,
+            "origin": self.config_origin,
+            "applied_at": self.config_applied_at,
+            "pending_restart": list(self.pending_restart),
+            "config": redacted(self.config.model_dump(mode="json")),
+        }
+
+    # -- telemetry ----------------------------------------------------------------------------
+    async def _start_telemetry(self, logs: LogRing) -> None:
+        from edge_core.telemetry.client import TelemetryClient, load_fleet_key
+
+        settings = self.config.telemetry
+        try:
+            key = load_fleet_key(settings)
+        except (OSError, ValueError) as exc:
+            log.error("fleet public key unusable (%s): fleet configs will be rejected", exc)
+            key = None
+        site = settings.site_id or self.config.site.id
+        assert self.store is not None
+        self.telemetry = TelemetryClient(settings, site, self, self.store, logs=logs, fleet_key=key)
+        self.telemetry.start()
+
+    def set_maintenance(self, on: bool) -> None:
+        """Maintenance: new calls get 503 (the endpoint's refusal), calls up go on."""
+        self.maintenance = on
+        if self.endpoint is not None and not self.stopping.is_set():
+            self.endpoint.accepting_new = not on
+        log.warning("maintenance mode %s", "on" if on else "off")
+        if self.store is not None:
+            task = asyncio.get_running_loop().create_task(
+                self.store.insert_event(time.time(), {"type": "maintenance", "on": on})
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def state(self) -> protocol.State:
+        return protocol.State(
+            status="online",
+            version=self.view.version if self.view is not None else "",
+            mode="normal",  # the WAN monitor (survivable mode) is not built yet
+            config_version=self.fleet_config_version,
+            started_at=self.started_at,
+            kernels=cython_ext.implementations(),
+            at=time.time(),
+        )
+
+    async def metrics(self) -> protocol.Metrics:
+        from edge_core.telemetry.metrics import site_metrics
+
+        assert self.store is not None and self.view is not None
+        backlog = await self.store.outbox_backlog()
+        metrics = site_metrics(self.view, self.config.store.path, backlog)
+        gauges = {**metrics.gauges, "maintenance": 1.0 if self.maintenance else 0.0}
+        return metrics.model_copy(update={"gauges": gauges})
 
     async def _drain(self, core: SipCore, layer: TransactionLayer, endpoint: SipEndpoint) -> None:
         deadline = time.monotonic() + SHUTDOWN_GRACE_S

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import uvicorn
+import yaml
 from fastapi import Body, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -35,6 +36,7 @@ __all__ = ["ApiServer", "create_app", "serve"]
 
 SOCKET_MODE = 0o660  # the API can hang up calls: owner and group only
 START_TIMEOUT_S = 5.0
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
 class PauseBody(BaseModel):
@@ -68,6 +70,8 @@ def create_app(view: EdgeView, *, keepalive_s: float = 15.0) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if exc.detail is not None:
+            return _error(exc.status, exc.message, exc.field, detail=exc.detail)
         return _error(exc.status, exc.message, exc.field)
 
     @app.exception_handler(RequestValidationError)
@@ -133,6 +137,29 @@ def create_app(view: EdgeView, *, keepalive_s: float = 15.0) -> FastAPI:
     @app.post("/v1/agents/{agent_id}/login", summary="Log an agent in at an extension")
     async def login(agent_id: str, body: LoginBody) -> dict[str, Any]:
         return view.agent_action(agent_id, "login", extension=body.extension)
+
+    @app.get("/v1/config", summary="The running site config: version, origin, secrets redacted")
+    async def get_config() -> dict[str, Any]:
+        return view.config_info()
+
+    @app.post(
+        "/v1/config",
+        summary="Validate and apply a site config (YAML or JSON body); 422 lists every bad field",
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/yaml": {"schema": {"type": "object"}},
+            "application/json": {"schema": {"type": "object"}}}}},
+    )  # fmt: skip
+    async def post_config(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ApiError(413, f"a site config is at most {MAX_CONFIG_BYTES} bytes")
+        try:
+            data = yaml.safe_load(raw.decode("utf-8"))  # JSON is YAML too
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(body)"
+            raise ApiError(422, f"not YAML or JSON: {getattr(exc, 'problem', None) or exc}", where) from None
+        return await view.apply_config(data)
 
     @app.get(
         "/v1/events",

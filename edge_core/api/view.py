@@ -45,11 +45,14 @@ class ApiError(Exception):
     """A request the edge refuses: ``status`` is the HTTP status, ``message`` the reason,
     ``field`` the request field at fault (when one is)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 detail: list[dict[str, str]] | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.detail = detail
+        """Every bad field (``{"field", "message"}``) when there are several."""
 
 
 class EventQueue(asyncio.Queue[dict[str, Any]]):
@@ -124,6 +127,18 @@ class EdgeView:
         # reports changes (agent_changed), else observed at each read and tick
         self._since: dict[str, tuple[str, float]] = {}
         self._announced: set[str] = set()  # call ids a call_started event went out for
+        self.config_control: Any = None
+        """The daemon (``reconfigure``, ``config_info``); None: config is read-only here."""
+
+    def reconfigure(self, config: Any) -> None:
+        """A new site config was applied: read extensions and agents from it."""
+        self.config = config
+        self.zone = ZoneInfo(config.site.timezone)
+        self._extensions = {e.number: e for e in config.extensions}
+        self._agents = {a.id: a for a in config.agents}
+        for agent_id in list(self._since):
+            if agent_id not in self._agents:
+                del self._since[agent_id]
 
     # -- clocks and formatting -------------------------------------------------------
     def _now(self) -> float:
@@ -337,6 +352,29 @@ class EdgeView:
         self.core.b2bua.hang_up(call, now, cause="operator", reason="Hung Up By Operator")
         self.endpoint.step(now)
         return {"call": call_id, "state": call.state.value}
+
+    # -- the site config ------------------------------------------------------------------
+    def config_info(self) -> dict[str, Any]:
+        if self.config_control is None:
+            return {"version": None, "origin": "file", "applied_at": None, "pending_restart": [],
+                    "config": None}  # fmt: skip
+        return dict(self.config_control.config_info())
+
+    async def apply_config(self, data: object) -> dict[str, Any]:
+        """Validate and apply a SiteConfig mapping (the daemon's own path, as the fleet's
+        configs take); 422 with every bad field's path, and nothing changes."""
+        from edge_core.config.schema import ConfigError
+
+        if self.config_control is None:
+            raise ApiError(503, "this edge cannot apply a config at run time")
+        try:
+            note = await self.config_control.reconfigure(data, "api")
+        except ConfigError as exc:
+            detail = [{"field": path, "message": reason} for path, reason in exc.problems]
+            first = detail[0] if detail else {"field": None, "message": "invalid config"}
+            raise ApiError(422, str(first["message"]), first["field"], detail) from None
+        self.publish({"type": "config_applied", "origin": "api", "note": note})
+        return {**self.config_info(), "note": note}
 
     # -- the event stream --------------------------------------------------------------
     def subscribe(self) -> EventQueue:

@@ -168,6 +168,88 @@ class ApiSettings(_Strict):
         return value
 
 
+class TelemetrySettings(_Strict):
+    """Reporting to the fleet over MQTT (edge_core/telemetry). Off by default: the edge
+    never depends on the WAN, and with ``enabled: false`` nothing connects anywhere."""
+
+    enabled: bool = False
+    broker_url: str = "mqtt://127.0.0.1:1883"
+    """``mqtt://host:port`` (port 1883 when left out)."""
+    site_id: str | None = None
+    """The site's name in the topics; None: ``site.id``."""
+    fleet_public_key: str = ""
+    """The fleet's ed25519 config-signing key inline: base64 of the 32 raw bytes, or PEM."""
+    fleet_public_key_file: str = ""
+    """...or a PEM / base64 file holding it (relative to the working directory)."""
+    protocol: Literal["3.1.1", "5"] = "3.1.1"
+    username: str | None = None
+    password: str | None = None
+    metrics_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    """Outbox records per published batch."""
+    max_inflight_batches: int = Field(default=10, ge=1, le=1000)
+    """Batches published and not yet acked before the drain waits for an ack."""
+    ack_timeout_s: float = Field(default=30.0, gt=0)
+    """No ack for records in flight this long: send again from the last acked seq."""
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
+    reconnect_min_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+    shutdown_flush_s: float = Field(default=3.0, ge=0, le=60)
+    """At shutdown, how long to wait for records in flight to be acked."""
+    log_lines: int = Field(default=1000, ge=10, le=100_000)
+    """Log lines kept in memory for the ``logs`` command."""
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        broker_address(value)
+        return value
+
+    @field_validator("site_id")
+    @classmethod
+    def _site_id(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError("a site id is letters, digits, '_', '.', '-' (no '/', '+', '#')")
+        return value
+
+    @field_validator("fleet_public_key")
+    @classmethod
+    def _public_key(cls, value: str) -> str:
+        if value:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            from edge_core.telemetry.protocol import load_public_key
+
+            try:
+                key = load_public_key(value.encode())
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"not an ed25519 public key (base64 of 32 bytes, or PEM): {exc}") from None
+            if not isinstance(key, Ed25519PublicKey):
+                raise ValueError("not an ed25519 public key")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> TelemetrySettings:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s is above reconnect_max_s")
+        return self
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of an ``mqtt://host[:port]`` URL; ValueError for anything else."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise ValueError(f"expected mqtt://host:port, got {url!r}")
+    try:
+        port = parts.port or 1883
+    except ValueError as exc:
+        raise ValueError(f"bad port in {url!r}: {exc}") from None
+    return parts.hostname, port
+
+
 class SiteConfig(_Strict):
     site: SiteInfo
     sip: SipSettings = SipSettings()
@@ -175,6 +257,7 @@ class SiteConfig(_Strict):
     store: StoreSettings = StoreSettings()
     prompts: PromptSettings = PromptSettings()
     api: ApiSettings = ApiSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     extensions: list[Extension] = []
     trunks: list[Trunk] = []
     routes: list[Route] = []

@@ -24,6 +24,7 @@ commit on the call path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sqlite3
@@ -434,12 +435,17 @@ class EdgeStore:
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         # BEGIN IMMEDIATE takes the write lock up front, so a concurrent writer in
         # another process waits (busy_timeout) instead of failing half-way through.
+        # Cancellation-safe: aiosqlite runs statements in order on its thread even when
+        # the awaiting task is cancelled, so a cancelled BEGIN (or body) still opened the
+        # transaction: the ROLLBACK queued behind it, shielded, closes it; a cancelled
+        # COMMIT still commits. Otherwise the connection stays "within a transaction".
         async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
+                await self._db.execute("BEGIN IMMEDIATE")
                 yield self._db
             except BaseException:
-                await self._db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # no transaction open
+                    await asyncio.shield(self._db.execute("ROLLBACK"))
                 raise
             await self._db.execute("COMMIT")
 

@@ -177,3 +177,23 @@ async def test_a_commit_survives_kill_9(db_path: Path) -> None:
 async def test_durability_settings_are_wal_and_normal(store: EdgeStore) -> None:
     assert await store.journal_mode() == "wal"
     assert int(await store._pragma("synchronous")) == 1  # NORMAL; the drain fsyncs (sync())
+
+
+async def test_a_write_cancelled_half_way_leaves_the_store_usable(store: EdgeStore) -> None:
+    """The drain's tasks are cancelled when a connection drops, possibly inside a
+    transaction: the store must not stay "within a transaction" after that."""
+    import asyncio
+
+    for _ in range(20):
+        task = asyncio.ensure_future(store.insert_event(NOW, {"type": "x"}))
+        await asyncio.sleep(0)  # let it reach BEGIN
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        deleting = asyncio.ensure_future(store.outbox_delete_upto(10**9))
+        await asyncio.sleep(0)
+        deleting.cancel()
+    await store.insert_event(NOW, {"type": "after"})
+    records = await store.outbox_after(0, 100)
+    assert records and records[-1].body == {"type": "after"}
+    assert [r.seq for r in records] == list(range(records[0].seq, records[-1].seq + 1))
