@@ -517,6 +517,9 @@ class Phone:
                 self._on_invite(req, tx, addr, now)
             elif req.method == "OPTIONS":
                 self.layer.send_response(tx, Response.for_request(req, 200, to_tag=new_tag()), now)
+            elif req.method == "NOTIFY" and req.header("Event") == "message-summary":
+                self.layer.send_response(tx, Response.for_request(req, 200, to_tag=new_tag()), now)
+                self.notifications.append(req.body)  # the message lamp (RFC 3842)
             else:
                 self.layer.send_response(tx, Response.for_request(req, 405, to_tag=new_tag()), now)
             return

@@ -323,6 +323,9 @@ class VoicemailNode(_Node):
     prompt: PromptName = "voicemail_greeting"
     max_s: float = Field(default=120.0, gt=0, le=3600)
     next: NodeName
+    notify: Annotated[str, Field(pattern=r"^[0-9*#+]{1,32}$")] | None = None
+    """The extension whose phones are told a message is waiting (RFC 3842 NOTIFY);
+    None: the mailbox itself when it is an extension number, else nobody."""
 
 
 class SurveyNode(_Node):

@@ -91,6 +91,8 @@ class StartCallback:
 class RecordVoicemail:
     mailbox: str
     """Mailbox the message goes to."""
+    notify: str | None
+    """Extension told that a message waits (RFC 3842), or None."""
     max_s: float
     """Longest recording, seconds; report the end with ``on_record_done``."""
 
@@ -392,7 +394,8 @@ class FlowRun:
         if isinstance(node, VoicemailNode):
             self._phase = Phase.RECORDING
             self._deadline = now + node.max_s + self._record_grace_s
-            return [RecordVoicemail(node.mailbox, node.max_s)]
+            notify = node.notify or (node.mailbox if node.mailbox.isdigit() else None)
+            return [RecordVoicemail(node.mailbox, notify, node.max_s)]
         assert isinstance(node, MenuNode | CollectNode | SurveyNode)
         self._phase = Phase.INPUT
         self._deadline = now + node.timeout_s

@@ -114,8 +114,9 @@ class HostedCall:
     """Agent id -> the leg ringing that agent ("" for a plain transfer target)."""
     agent: str | None = None
     """The agent the caller talks to, once one answered."""
-    voicemail: tuple[str, float, float] | None = None
-    """(mailbox, wall time it started, monotonic deadline) while a message is recorded."""
+    voicemail: tuple[str, float, float, str | None] | None = None
+    """(mailbox, wall time it started, monotonic deadline, extension to notify) while a
+    message is recorded."""
     entry: tuple[int, tuple[str, ...]] = (0, ())
     """(priority, skills) the call joined its queue with (a callback keeps them)."""
     job: CallbackJob | None = None
@@ -153,6 +154,9 @@ class HostedCalls:
         self.callbacks: dict[str, CallbackJob] = {}
         self._retries: list[tuple[float, str]] = []  # (when, job id): customers to call again
         self._customer_rings: list[tuple[float, str]] = []  # (give up at, call id)
+        self.waiting: dict[str, int] = {}
+        """Mailbox -> messages left since the edge started (the count an RFC 3842
+        NOTIFY carries; the store keeps every message and its ``heard`` flag)."""
         self.pending_center: SiteConfig | None = None
         """A config whose queues/agents wait for the contact center to be idle."""
         self._timers: list[tuple[float, str]] = []  # (deadline, call id) of flow runs
@@ -284,7 +288,7 @@ class HostedCalls:
         if hosted is None:
             return
         if hosted.voicemail is not None:  # the caller hung up after speaking: the usual end
-            self._finish_voicemail(hosted)
+            self._finish_voicemail(hosted, now)
         for leg in list(hosted.rings.values()):
             self.b2bua.cancel_ring(call, leg, now)
         job = hosted.job
@@ -324,7 +328,7 @@ class HostedCalls:
             if ringing is not None and ring is not None:
                 self.b2bua.cancel_ring(ringing.call, ring, now)  # its 487: no answer
         for recording in [h for h in self.calls.values() if h.voicemail and h.voicemail[2] <= now]:
-            self._finish_voicemail(recording)  # the longest message allowed
+            self._finish_voicemail(recording, now)  # the longest message allowed
             if recording.run is not None:
                 self._apply(recording, recording.run.on_record_done(now, self._wall()), now)
         while self._timers and self._timers[0][0] <= now:
@@ -379,7 +383,7 @@ class HostedCalls:
                     self.http_lookup(action.url, action.timeout_s, done)
             elif isinstance(action, ivr.RecordVoicemail):
                 self.b2bua.media.record(call.a.media, True)
-                hosted.voicemail = (action.mailbox, self.wall(), now + action.max_s)
+                hosted.voicemail = (action.mailbox, self.wall(), now + action.max_s, action.notify)
             elif isinstance(action, ivr.SurveyResult):
                 self._survey(hosted, action, now)
             elif isinstance(action, ivr.StartCallback):
@@ -398,10 +402,10 @@ class HostedCalls:
             return
         self._apply(hosted, hosted.run.on_lookup_result(result, now, self._wall()), now)
 
-    def _finish_voicemail(self, hosted: HostedCall) -> None:
+    def _finish_voicemail(self, hosted: HostedCall, now: float) -> None:
         """Take the recorded message off the caller's leg; the daemon writes the file."""
         assert hosted.voicemail is not None
-        mailbox, started, _ = hosted.voicemail
+        mailbox, started, _, notify = hosted.voicemail
         hosted.voicemail = None
         media = self.b2bua.media
         pcm = media.take_recording(hosted.call.a.media)
@@ -410,6 +414,10 @@ class HostedCalls:
             self.b2bua.records.append(
                 VoicemailMessage(hosted.call.id, mailbox, hosted.call.from_number, started, pcm)
             )
+            self.waiting[mailbox] = self.waiting.get(mailbox, 0) + 1
+            if notify is not None:
+                for binding in self.registrar.lookup(notify, self.wall()):
+                    self.b2bua.message_waiting(binding, mailbox, self.waiting[mailbox], now)
 
     def _survey(self, hosted: HostedCall, result: ivr.SurveyResult, now: float) -> None:
         """A rating: on the CDR; a low one also opens a follow-up task, due in 24 h."""

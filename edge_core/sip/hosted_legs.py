@@ -350,6 +350,27 @@ class HostedLegs:
         assert self.hosted is not None
         self.hosted.on_agent_left(call, now)
 
+    # -- message waiting (RFC 3842) --------------------------------------------------------
+    def message_waiting(self, binding: Any, mailbox: str, new: int, now: float) -> None:
+        """Tell a registered phone that ``mailbox`` holds ``new`` unheard messages: an
+        unsolicited NOTIFY of the message-summary package (what PBXs send to light the
+        phone's message lamp without a SUBSCRIBE)."""
+        transport = binding.transport
+        leg = Leg(
+            call_id=new_call_id(self.local[transport][0]), local_tag=new_tag(),
+            local_party="", remote_party=f"<{binding.contact}>", remote_target=binding.contact,
+            addr=binding.source, transport=transport,
+        )  # fmt: skip
+        account = f"sip:{mailbox}@{self.domain}"
+        leg.local_party = f"<{account}>;tag={leg.local_tag}"
+        body = f"Messages-Waiting: {'yes' if new else 'no'}\r\nMessage-Account: {account}\r\nVoice-Message: {new}/0\r\n"
+        notify = leg.request("NOTIFY", self._via(transport), self._contact(transport), body=body.encode(),
+                             content_type="application/simple-message-summary")  # fmt: skip
+        notify.add_header("Event", "message-summary")
+        notify.add_header("Subscription-State", "active")
+        notify.add_header("User-Agent", self.user_agent)
+        self.layer.send_request(notify, leg.addr, now, reliable=transport == "tcp", transport=transport)
+
     def _drop_ring_media(self, leg: Leg) -> None:
         if leg.media is not None:
             self._by_media.pop(leg.media.id, None)

@@ -83,3 +83,33 @@ async def test_a_customer_who_never_answers_is_tried_again_then_handed_to_a_supe
     attempts = [r for r in cdrs(db) if r["destination"] == "callback:sales"]
     assert len(attempts) == 2  # every attempt is on record
     assert all(r["cause"] == "callback-no-answer" for r in attempts)
+
+
+async def test_a_flow_callback_node_books_a_callback_without_waiting_in_line(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    """Menu option 2: "call me back" straight from the IVR (no place in the line held by
+    a waiting caller): the flow confirms and ends, and the queue calls back later."""
+    config = callback_site(tmp_path)
+    nodes = config["flows"]["hotline"]["nodes"]
+    nodes["menu"]["options"]["2"] = "book"
+    nodes["book"] = {"type": "callback", "queue": "sales", "next": "confirm"}
+    nodes["confirm"] = {"type": "play", "prompt": "callback_confirm", "next": "booked"}
+    nodes["booked"] = {"type": "hangup", "cause": "callback-booked"}
+    edge = edge_factory(config)
+    customer = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    agent = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    agent.hangup_after_s = 1.0
+    async with customer, agent:
+        await asyncio.gather(customer.register(), agent.register())
+        first = await customer.call("100", talk_s=20.0, digits="2")
+        assert first.hangup_side == "callee", first.line(1)
+        assert (await agent.call("*71", talk_s=5.0)).status == 200
+        await wait_for_async(lambda: customer.incoming, 15.0, what="the callback to the customer")
+        back = await customer.incoming_call_ended(next(iter(customer.incoming)), 15.0)
+    assert back.answered
+    edge.stop()
+    rows = cdrs(edge.config["store"]["path"])
+    assert [r["cause"] for r in rows if r["destination"] == "flow:hotline"] == ["ivr-callback-booked"]
+    (callback,) = [r for r in rows if r["destination"] == "callback:sales"]
+    assert callback["disposition"] == "answered" and callback["from_number"] == "1001"

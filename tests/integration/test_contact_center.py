@@ -183,7 +183,8 @@ async def test_caller_leaves_a_voicemail_that_is_written_and_indexed(
     edge_factory: Callable[..., EdgeProcess], tmp_path: Path
 ) -> None:
     """Menu option 2 is the sales mailbox: the caller speaks (a 400 Hz tone) and hangs
-    up; the message is a mono 8 kHz WAV under media.voicemail_dir/sales, indexed."""
+    up; the message is a mono 8 kHz WAV under media.voicemail_dir/sales, indexed, and
+    the owner's phone is told a message waits (RFC 3842)."""
     import wave
     from array import array
 
@@ -194,13 +195,17 @@ async def test_caller_leaves_a_voicemail_that_is_written_and_indexed(
     config["media"] = {"voicemail_dir": str(tmp_path / "vm")}
     nodes = config["flows"]["hotline"]["nodes"]
     nodes["menu"]["options"]["2"] = "leave"
-    nodes["leave"] = {"type": "voicemail", "mailbox": "sales", "max_s": 30, "next": "bye"}
+    nodes["leave"] = {"type": "voicemail", "mailbox": "sales", "max_s": 30, "next": "bye", "notify": "2001"}
     edge = edge_factory(config)
     caller = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
-    async with caller:
-        await caller.register()
+    owner = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)  # the mailbox owner's phone
+    async with caller, owner:
+        await asyncio.gather(caller.register(), owner.register())
         result = await caller.call("100", talk_s=4.0, digits="2")
-    assert result.status == 200 and result.hangup_side == "caller", result.line(1)
+        assert result.status == 200 and result.hangup_side == "caller", result.line(1)
+        (lamp,) = await wait_for_async(lambda: owner.notifications, 5.0, what="the message-waiting NOTIFY")
+    assert b"Messages-Waiting: yes" in lamp and b"Voice-Message: 1/0" in lamp
+    assert b"Message-Account: sip:sales@" in lamp
     edge.stop()
 
     with sqlite3.connect(edge.config["store"]["path"]) as conn:
