@@ -62,6 +62,8 @@ class WorkerSettings:
 @dataclass
 class WorkerStats:
     messages: int = 0
+    accepted: int = 0
+    """Messages that parsed (the rest are ``malformed`` or empty retained clears)."""
     records: int = 0
     malformed: int = 0
     batches: int = 0
@@ -173,6 +175,7 @@ class IngestWorker:
                     batch.results.append((site, p.CommandResult.from_bytes(payload)))
                 else:
                     raise p.ProtocolError(f"unexpected topic kind {kind!r}")
+                self.stats.accepted += 1
             except p.ProtocolError as exc:
                 self.stats.malformed += 1
                 log.debug("dropped malformed message on %s: %s", msg.topic, exc)
