@@ -314,7 +314,7 @@ def test_voicemail_when_closed() -> None:
     call.start()
     assert plays(call.played()) == ["closed"]
     assert plays(call.played()) == ["voicemail_greeting"]
-    assert call.played() == [RecordVoicemail("general", 60.0)]
+    assert call.played() == [RecordVoicemail("general", None, 60.0)]
     assert call.run.phase is Phase.RECORDING
     assert call.run.on_record_done(call.t + 20, call.wall) == [Play("goodbye", call.play_id + 1)]
 
