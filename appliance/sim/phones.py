@@ -18,6 +18,7 @@ import asyncio
 import os
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -445,16 +446,34 @@ class Phone:
             await self._transact(bye, dialog.addr)
             self._end_incoming(inc)
 
-    async def transfer(self, token: str, number: str) -> Response:
-        """Blind-transfer an answered incoming call to ``number`` (REFER, RFC 3515); the
-        final response to the REFER (202 when accepted). Progress arrives by NOTIFY."""
+    async def transfer(self, token: str, number: str, *, consult: str | None = None) -> Response:
+        """Transfer an answered incoming call to ``number`` (REFER, RFC 3515): blind, or
+        attended when ``consult`` names the number of this phone's answered outgoing
+        consultation call, which the REFER's Replaces (RFC 3891) then points at. The
+        final response to the REFER (202 when accepted); progress arrives by NOTIFY."""
         dialog = self.incoming[token].dialog
+        refer_to = f"sip:{number}@{self.domain}"
+        if consult is not None:
+            other = self.outgoing_dialog(consult)
+            if other is None:
+                raise SimError(f"no answered call to {consult} to replace")
+            remote_tag = NameAddr.parse(other.remote_party).tag or ""
+            replaces = f"{other.call_id};to-tag={remote_tag};from-tag={other.local_tag}"
+            refer_to += "?Replaces=" + urllib.parse.quote(replaces, safe="")
         dialog.cseq += 1
         refer = self._request("REFER", dialog.remote_target, dialog.local_party, dialog.remote_party,
                               dialog.call_id, dialog.cseq)  # fmt: skip
-        refer.add_header("Refer-To", f"<sip:{number}@{self.domain}>")
+        refer.add_header("Refer-To", f"<{refer_to}>")
         refer.add_header("Contact", self.contact)
         return await self._transact(refer, dialog.addr)
+
+    def outgoing_dialog(self, number: str) -> _Dialog | None:
+        """The answered, not ended call this phone placed to ``number``, if any."""
+        for dialog in self._dialogs.values():
+            if (not dialog.token and dialog.ack is not None and not dialog.ended.is_set()
+                    and f"sip:{number}@" in dialog.remote_party):  # fmt: skip
+                return dialog
+        return None
 
     def _end_incoming(self, inc: IncomingCall) -> None:
         if inc.dialog.rtp is not None:

@@ -298,9 +298,15 @@ class HostedLegs:
             self._reply(tx, 403, now, "Only The Answering Party May Transfer")
             return
         try:
-            number = SipUri.parse(NameAddr.parse(request.header("Refer-To") or "").uri).user or ""
-        except SipParseError:
+            refer_to = NameAddr.parse(request.header("Refer-To") or "").uri
+            target_uri, _, uri_headers = refer_to.partition("?")
+            number = SipUri.parse(target_uri).user or ""
+            replaces = _replaces(uri_headers)
+        except (SipParseError, ValueError):
             self._reply(tx, 400, now, "Bad Refer-To")
+            return
+        if replaces is not None:
+            self._attended_transfer(call, leg, replaces, tx, now)
             return
         binding = self.resolve_transfer(number) if self.resolve_transfer is not None else None
         self._reply(tx, 202, now)
@@ -310,6 +316,46 @@ class HostedLegs:
         self._notify_refer(call, leg, "100 Trying", now, final=False)
         ring = self.offer_leg(call, binding, "", now)
         ring.transferor = leg
+
+    def _attended_transfer(self, call: Call, leg: Leg, replaces: tuple[str, str, str], tx: Any, now: float) -> None:
+        """REFER with Replaces (RFC 3891 in a Refer-To, RFC 5589 §7): the transferor
+        talks to the caller here and to the target in a consultation call through this
+        edge; the caller and the target are joined and the transferor's two legs let go.
+        The edge anchors both legs' media, so no re-INVITE is needed: the relay is
+        re-paired. Both legs must carry the same G.711 law (no transcoding)."""
+        call_id, to_tag, from_tag = replaces
+        found = self._dialogs.get((call_id, to_tag))
+        consult = found[0] if found is not None else None
+        if (
+            consult is None or consult is call or found is None or found[1] is not consult.a
+            or consult.state is not CallState.ANSWERED or consult.b is None
+            or consult.a.remote_tag not in (None, "", from_tag)
+        ):  # fmt: skip
+            self._reply(tx, 481, now, "Consultation Call Not Found")
+            return
+        self._reply(tx, 202, now)
+        target = consult.b
+        self._notify_refer(call, leg, "200 OK", now)
+        if call.recording == "" and self.recorder is not None:
+            call.recording = self.recorder.stop(call.id)  # the recording covers the first party
+        if consult.recording == "" and self.recorder is not None:
+            consult.recording = self.recorder.stop(consult.id)
+        self.media.connect(call.a.media, target.media)
+        # the transferor's legs go: its leg of this call now, its consultation leg with
+        # the consultation call's record (which ends here, its far end moving over)
+        self._send_bye(call, leg, now)
+        self._drop_ring_media(leg)
+        self._send_bye(consult, consult.a, now)
+        consult.b = None
+        self._end(consult, now, disposition="answered", hangup_side="caller", status=200,
+                  reason="Transferred", cause="transferred")  # fmt: skip
+        if call.hosted and self.hosted is not None:
+            self.hosted.on_transferred(call, now)
+        call.b, call.b_invite, call.b_ack, call.b_tx = target, consult.b_invite, consult.b_ack, consult.b_tx
+        self._dialogs[(target.call_id, target.local_tag)] = (call, target)
+        assert target.media is not None
+        self._by_media[target.media.id] = call
+        call.transfers += 1
 
     def _notify_refer(self, call: Call, leg: Leg, status: str, now: float, *, final: bool = True) -> None:
         """The implicit subscription of a REFER: progress as a message/sipfrag (§2.4.5)."""
@@ -377,3 +423,20 @@ class HostedLegs:
             self.media.release(leg.media)
             leg.media = None
         self._dialogs.pop((leg.call_id, leg.local_tag), None)
+
+
+def _replaces(uri_headers: str) -> tuple[str, str, str] | None:
+    """``(call-id, to-tag, from-tag)`` of a ``Replaces`` header carried in a Refer-To
+    URI's headers (``?Replaces=id%3Bto-tag%3Dx%3Bfrom-tag%3Dy``), or None if absent."""
+    from urllib.parse import unquote
+
+    for header in uri_headers.split("&") if uri_headers else ():
+        name, _, value = header.partition("=")
+        if name.lower() != "replaces":
+            continue
+        call_id, *params = unquote(value).split(";")
+        tags = dict(p.strip().partition("=")[::2] for p in params)
+        if not call_id.strip() or "to-tag" not in tags or "from-tag" not in tags:
+            raise ValueError(f"incomplete Replaces: {unquote(value)!r}")
+        return call_id.strip(), tags["to-tag"], tags["from-tag"]
+    return None

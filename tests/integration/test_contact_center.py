@@ -179,6 +179,41 @@ async def test_agent_blind_transfers_the_caller_with_refer(
     assert (cdr["transfers"], cdr["disposition"], cdr["hangup_side"]) == (1, "answered", "caller")
 
 
+async def test_agent_attended_transfer_joins_the_caller_to_the_consulted_colleague(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    """1001 calls 2001; 2001 calls 2002 to consult, then sends REFER with Replaces
+    naming that consultation: the edge joins 1001 to 2002 and lets 2001 go on both
+    calls. The first call's CDR counts the transfer; the consultation's says why it ended."""
+    edge = edge_factory(site(tmp_path))
+    alice = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    bob = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    carol = Phone("2002", USERS["2002"], edge.sip_udp, DOMAIN)
+    async with alice, bob, carol:
+        await asyncio.gather(alice.register(), bob.register(), carol.register())
+        call = asyncio.create_task(alice.call("2001", talk_s=5.0))
+        token = await wait_for_async(lambda: next((t for t, i in bob.incoming.items() if i.answered), None), 5.0)
+        consultation = asyncio.create_task(bob.call("2002", talk_s=20.0))
+        await wait_for_async(lambda: bob.outgoing_dialog("2002"), 5.0, what="the consultation answered")
+        accepted = await bob.transfer(token, "2002", consult="2002")
+        assert accepted.status == 202
+        await bob.incoming_call_ended(token, timeout_s=5.0)  # the edge let bob go ...
+        consulted = await asyncio.wait_for(consultation, 5.0)  # ... on both calls
+        assert consulted.hangup_side == "callee", consulted.line(1)
+        result = await call
+        (carols,) = carol.incoming.values()
+        ended = await carol.incoming_call_ended(carols.token, timeout_s=5.0)  # alice's BYE reached carol
+    assert result.status == 200 and result.hangup_side == "caller", result.line(1)
+    assert ended.packets_received > 20  # carol heard alice after the transfer (and bob before)
+    assert any(b.startswith(b"SIP/2.0 200") for b in bob.notifications)
+    edge.stop()
+    rows = cdrs(edge.config["store"]["path"])
+    first = next(r for r in rows if r["from_number"] == "1001")
+    consult = next(r for r in rows if r["from_number"] == "2001")
+    assert (first["transfers"], first["hangup_side"]) == (1, "caller")
+    assert consult["cause"] == "transferred"
+
+
 async def test_caller_leaves_a_voicemail_that_is_written_and_indexed(
     edge_factory: Callable[..., EdgeProcess], tmp_path: Path
 ) -> None:
