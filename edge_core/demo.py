@@ -32,6 +32,10 @@ DEMO_TALK_S = 2.0
 DEMO_PHONES = 4
 DEMO_DIGITS = "42#"  # what each caller keys in (RFC 4733); the CDRs show what the edge heard
 RTP_RANGE_PORTS = 200  # 100 legs: far more than the demo's concurrent calls need
+DEMO_AGENT_TALK_S = 2.0  # the agent hangs up after this long; the survey follows
+DEMO_ANNOUNCE_S = 2.0  # the demo's sales queue announces the caller's position this often
+DEMO_SURVEY_AFTER_S = 9  # seconds after pressing 1 that the customer keys the rating
+DEMO_SURVEY_SCORE = "4"
 READY_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 20.0
 
@@ -74,6 +78,8 @@ def demo_config(source: Path, store_dir: Path) -> SiteConfig:
     media["recordings_dir"] = str(store_dir / "recordings")
     media["voicemail_dir"] = str(store_dir / "voicemail")
     data.setdefault("api", {})["socket"] = str(store_dir / "edge.sock")
+    for queue in data.get("queues", []):  # announcements the demo's short wait can hear
+        queue["announce_every_s"] = DEMO_ANNOUNCE_S
     return parse_config(data, str(source))
 
 
@@ -94,10 +100,10 @@ async def api_get(socket_path: str, path: str) -> Any:
     return json.loads(body)
 
 
-async def _queue_board(config: SiteConfig) -> None:
+async def _queue_board(config: SiteConfig, when: str = "now") -> None:
     """The live queue statistics, as the control API gives them."""
     board = await api_get(config.api.socket, "/v1/queues")
-    print(f"\nqueue board from the control API ({config.api.socket}, GET /v1/queues):")
+    print(f"\nqueue board {when}, from the control API ({config.api.socket}, GET /v1/queues):")
     queues = board["queues"] if isinstance(board, dict) and "queues" in board else board
     for q in queues:
         sl = q.get("service_level")
@@ -118,7 +124,7 @@ def cdr_table(rows: list[Any], zone: str) -> str:
     """CDRs as a fixed-width table, times in the site's time zone."""
     tz = ZoneInfo(zone)
     head = ("time", "from", "to", "destination", "disposition", "hangup", "talk", "SIP",
-            "RTP a>b", "RTP b>a", "MOS", "DTMF", "recording")  # fmt: skip
+            "RTP a>b", "RTP b>a", "MOS", "DTMF", "survey", "recording")  # fmt: skip
     lines = [head]
     for r in sorted(rows, key=lambda r: r.start_time):
         talk = r.end_time - r.answer_time if r.answer_time is not None and r.end_time is not None else None
@@ -127,6 +133,7 @@ def cdr_table(rows: list[Any], zone: str) -> str:
             r.from_number, r.to_number, r.destination or "-", r.disposition, r.hangup_side or "-",
             _duration(talk), f"{r.sip_status}", str(r.packets_a_to_b), str(r.packets_b_to_a),
             "-" if r.mos is None else f"{r.mos:.2f}", r.dtmf or "-",
+            "-" if r.survey_score is None else str(r.survey_score),
             Path(r.recording).name if r.recording else "-",
         ))  # fmt: skip
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
@@ -201,7 +208,7 @@ async def _demo(args: argparse.Namespace) -> int:
         print(summary(results))
         calls_ok = len(results) == args.calls and all(r.ok for r in results)
         calls_ok = await _hotline(config, edge) and calls_ok
-        await _queue_board(config)
+        await _queue_board(config, "after the calls")
     except SimError as exc:
         print(f"branchline demo: {exc}", file=sys.stderr)
 
@@ -220,24 +227,49 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 async def _hotline(config: SiteConfig, edge: tuple[str, int]) -> bool:
-    """The contact center: an agent logs in with *71; a customer calls the hotline,
-    presses 1 for sales during the menu, waits in the queue and reaches the agent."""
+    """The contact center: a customer calls the hotline, presses 1 for sales during the
+    menu and waits in the queue (hold music, a position announcement, the live board
+    from the control API); the agent logs in with *71 and the call goes through; when
+    the agent hangs up, the customer rates the call by DTMF (the survey)."""
     from appliance.sim.phones import Phone
 
     passwords = {e.number: e.password for e in config.extensions}
     agent_ext = config.agents[0].extension
     customer = Phone("1001", passwords["1001"], edge, config.sip.domain)
     agent = Phone(agent_ext, passwords[agent_ext], edge, config.sip.domain)
-    print(f"\ncontact center: {config.agents[0].name} ({agent_ext}) logs in, 1001 calls the hotline 100")
+    agent.hangup_after_s = DEMO_AGENT_TALK_S
+    print("\ncontact center: 1001 calls the hotline 100 while no agent is logged in")
     async with customer, agent:
         await asyncio.gather(customer.register(), agent.register())
+        # 1 for sales at once; the survey digit once the agent has gone (a comma is 1 s)
+        digits = "1" + "," * DEMO_SURVEY_AFTER_S + DEMO_SURVEY_SCORE
+        call = asyncio.create_task(customer.call("100", talk_s=30.0, callee=agent, digits=digits))
+        waiting = await _until_waiting(config, "sales")
+        await _queue_board(config, "while 1001 waits")
+        if waiting:
+            await asyncio.sleep(DEMO_ANNOUNCE_S + 0.5)  # let one position announcement play
         login = await agent.call("*71", talk_s=15.0)
-        print(f"  {agent_ext} dials *71: {login.status} {login.reason}, the edge confirms and hangs up")
-        result = await customer.call("100", talk_s=3.0, callee=agent, digits="1")
-        print(f"  1001 -> 100, presses 1: {result.status} {result.reason}; answered by {agent_ext}: "
-              f"{'yes' if result.callee_received else 'no'}; RTP caller {result.caller_sent}/"
+        print(f"  {agent_ext} dials *71: {login.status} {login.reason}, the edge confirms and hangs up; "
+              f"the queue rings {agent_ext} at once")  # fmt: skip
+        result = await call
+        print(f"  1001 -> 100, pressed 1, waited, talked to {agent_ext}, then rated the call "
+              f"{DEMO_SURVEY_SCORE}/5: {result.status} {result.reason}, ended by the "
+              f"{'edge' if result.hangup_side == 'callee' else 'caller'}; RTP caller {result.caller_sent}/"
               f"{result.caller_received} agent {result.callee_sent}/{result.callee_received}")  # fmt: skip
     return login.status == 200 and result.status == 200 and bool(result.callee_received)
+
+
+async def _until_waiting(config: SiteConfig, queue: str, timeout_s: float = 10.0) -> bool:
+    """Poll the control API until someone waits in ``queue``; False after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        board = await api_get(config.api.socket, "/v1/queues")
+        queues = board["queues"] if isinstance(board, dict) and "queues" in board else board
+        if any(q.get("name", q.get("queue")) == queue and q.get("waiting") for q in queues):
+            return True
+        await asyncio.sleep(0.1)
+    return False
 
 
 async def _stopped(edge_task: asyncio.Task[int], timeout_s: float | None) -> int:

@@ -116,9 +116,13 @@ def test_branchline_demo_exits_0_and_prints_cdrs(tmp_path: Path) -> None:
     assert len(answered) == 2, proc.stdout
     hotline = [line for line in proc.stdout.splitlines() if "flow:hotline" in line and " answered " in line]
     assert len(hotline) == 1, proc.stdout
-    assert "answered by 2001: yes" in proc.stdout
+    assert "talked to 2001, then rated the call 4/5: 200 OK, ended by the edge" in proc.stdout
+    (rated,) = hotline
+    assert rated.split()[-2] == "4", rated  # the survey column, before the recording's name
     board = [line for line in proc.stdout.splitlines() if line.strip().startswith("sales ")]
-    assert board and "answered 1" in board[0] and "service level 100%" in board[0], proc.stdout
+    assert len(board) == 2, proc.stdout  # live while the customer waits, then after the calls
+    assert "waiting 1" in board[0] and "logged_out" in board[0], proc.stdout
+    assert "answered 1" in board[1] and "service level 100%" in board[1], proc.stdout
     assert "branchline edge run --config examples/site.yaml" in proc.stdout
 
 
