@@ -156,6 +156,10 @@ class TelemetryClient:
                 log.info("connected to broker %s:%d as site %s", self.host, self.port, self.site)
                 try:
                     await self._session(link)
+                except MqttError as exc:  # the connection went while the session set up
+                    log.info("mqtt session ended: %s", exc)
+                except Exception:  # a bug here must not end reconnecting: the next try may do
+                    log.exception("mqtt session failed")
                 finally:
                     self.connected.clear()
                     if self.link is link and not self._stopping:

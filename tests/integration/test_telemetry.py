@@ -303,3 +303,27 @@ async def test_the_edge_takes_calls_with_no_broker_and_keeps_the_records(
     edge.stop(timeout_s=10)  # at once: nothing waits on the broker
     assert outbox_rows(edge) == 1  # the CDR waits for the next start with a broker
     assert "cannot reach" in edge.stderr_text()
+
+
+async def test_shutdown_flushes_the_cdrs_of_calls_it_hangs_up(
+    edge: EdgeProcess, phones: dict[str, Phone], fleet: FleetPeer
+) -> None:
+    import asyncio
+
+    await wait_for_async(lambda: online(fleet), 15, what="state online")
+    call = asyncio.ensure_future(phones["1001"].call("2001", talk_s=30, callee=phones["2001"]))
+    async with api(edge) as client:
+        async def answered() -> bool:
+            calls = (await client.get("/v1/calls")).json()["calls"]
+            return any(c["state"] == "answered" for c in calls)
+
+        deadline = asyncio.get_running_loop().time() + 10
+        while not await answered():
+            assert asyncio.get_running_loop().time() < deadline, "the call was not answered"
+            await asyncio.sleep(0.02)  # polling the API for the answer, bounded above
+    await asyncio.to_thread(edge.stop)  # the edge hangs up (BYE), writes the CDR, sends it
+    await call
+    (cdr,) = fleet.of_kind("cdr")  # already there when the edge has exited
+    assert cdr.body["cause"] == "shutdown"
+    assert outbox_rows(edge) == 0  # acked before the disconnect
+    assert fleet.last_state()["status"] == "offline"  # type: ignore[index]
