@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--group", default="fleet", help="shared-subscription group")
     parser.add_argument("--client-prefix", default=f"fleet-{socket.gethostname()}",
                         help="worker i connects as PREFIX-i (stable: it names the broker session)")
-    parser.add_argument("--max-batch-messages", type=int, default=2000)
+    parser.add_argument("--max-batch-messages", type=int, default=2000, help="MQTT messages per transaction, at most")
+    parser.add_argument("--max-batch-bytes", type=int, default=1_000_000, help="payload bytes per transaction, at most")
     parser.add_argument("--status-file", help="write supervisor and worker pids here (JSON)")
     parser.add_argument("--stats-dir", help="each worker writes its counters here (JSON)")
 
@@ -68,7 +69,8 @@ class Supervisor:
         a = self.args
         argv = [sys.executable, "-m", "fleet.service", "worker", "--index", str(index),
                 "--db", a.db, "--broker", a.broker, "--group", a.group,
-                "--client-prefix", a.client_prefix, "--max-batch-messages", str(a.max_batch_messages)]
+                "--client-prefix", a.client_prefix, "--max-batch-messages", str(a.max_batch_messages),
+                "--max-batch-bytes", str(a.max_batch_bytes)]
         if a.stats_dir:
             argv += ["--stats-dir", a.stats_dir]
         argv += ["-v"] * getattr(a, "verbose", 0)
@@ -154,7 +156,7 @@ async def _worker_main(args: argparse.Namespace) -> int:
 
     store = await FleetStore.open(args.db, migrate_schema=False)
     settings = WorkerSettings(args.broker, f"{args.client_prefix}-{args.index}", group=args.group,
-                              max_batch_messages=args.max_batch_messages)
+                              max_batch_messages=args.max_batch_messages, max_batch_bytes=args.max_batch_bytes)
     worker = IngestWorker(store, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

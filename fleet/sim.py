@@ -74,8 +74,8 @@ class SimulatedEdges:
             self.on_ack(site, upto, time.time())
 
     def on_ack(self, site: str, upto: int, now: float) -> None:
-        stream = self.sites.setdefault(site, SiteStream())
-        if upto <= stream.acked:
+        stream = self.sites.get(site)
+        if stream is None or upto <= stream.acked:  # another simulator's site, or an old ack
             return
         stream.acked = upto
         for last in [k for k in stream.pending if k <= upto]:

@@ -11,7 +11,7 @@ the store (the highest contiguous seq), so an edge never deletes a record the fl
 has not stored.
 
 Batching: whatever messages are waiting when the previous transaction ends form the
-next batch (up to ``max_batch_messages``), so a quiet fleet commits each message at
+next batch (up to ``max_batch_messages`` / ``max_batch_bytes``), so a quiet fleet commits each message at
 once and a busy one amortises a commit over many — no timer adds latency.
 
 Malformed payloads (``protocol.ProtocolError``) are counted, logged at debug and
@@ -53,6 +53,8 @@ class WorkerSettings:
     group: str | None = "fleet"
     """Shared-subscription group; None subscribes plainly (a single worker)."""
     max_batch_messages: int = 2000
+    max_batch_bytes: int = 1_000_000
+    """Payload bytes per transaction: bounds how long a commit (and so an ack) can take."""
     keepalive_s: int = 30
     reconnect_min_s: float = 0.2
     reconnect_max_s: float = 10.0
@@ -133,8 +135,11 @@ class IngestWorker:
                         raise MqttError("connection lost")
                     return  # stop requested, nothing in hand
                 messages = [getter.result()]
-                while len(messages) < self.settings.max_batch_messages and not mqtt.messages.empty():
+                size = len(messages[0].payload)
+                limit, max_bytes = self.settings.max_batch_messages, self.settings.max_batch_bytes
+                while len(messages) < limit and size < max_bytes and not mqtt.messages.empty():
                     messages.append(mqtt.messages.get_nowait())
+                    size += len(messages[-1].payload)
                 parsed = self.parse(messages, time.time())
                 if not await self._store(parsed, stop):
                     return  # stopping during a database outage: leave them unacknowledged
