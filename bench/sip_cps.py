@@ -129,7 +129,8 @@ class EdgeTarget(Target):
         config["sip"]["auth_required"] = False
         config["media"].update(rtp_port_min=EDGE_RTP_PORTS[0], rtp_port_max=EDGE_RTP_PORTS[1])
         config["trunks"] = [
-            {"name": "pstn", "host": "127.0.0.1", "port": self.uas_port, "transport": "udp"}
+            {"name": "pstn", "host": "127.0.0.1", "port": self.uas_port, "transport": "udp",
+             "options_interval_s": 0}  # the SIPp UAS answers INVITEs only
         ]
         self.edge = EdgeProcess(workdir, config)
         self.edge.start(timeout_s=20.0)

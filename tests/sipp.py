@@ -622,7 +622,7 @@ def default_edge_config(workdir: Path, *, sip_port: int | None = None) -> dict[s
             {"number": "1001", "password": "pw1001", "name": "Alice"},
             {"number": "2001", "password": "pw2001", "name": "Agent Bob"},
         ],
-        "trunks": [{"name": "pstn", "host": "127.0.0.1", "port": 5090, "transport": "udp"}],
+        "trunks": [{"name": "pstn", "host": "127.0.0.1", "port": 5090, "transport": "udp", "options_interval_s": 0}],
         "routes": [
             {"match": r"^(\d{4})$", "extension": r"\1"},
             {"match": r"^9(\d+)$", "trunk": "pstn", "number": r"\1"},

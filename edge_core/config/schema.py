@@ -106,6 +106,28 @@ class Trunk(_Strict):
     password: str | None = None
     # calls from this address are accepted without digest auth (the peer authenticates by IP)
     trusted: bool = True
+    kind: Literal["wan", "local"] = "local"
+    """``wan``: the central platform, reached over the WAN (skipped in survivable mode);
+    ``local``: the branch's PSTN gateway or local carrier."""
+    options_interval_s: float = Field(default=30.0, ge=0)
+    """SIP OPTIONS keepalive period (0: no keepalive, the trunk is taken as up)."""
+    options_timeout_s: float = Field(default=2.0, gt=0)
+    """A keepalive not answered within this long counts as a failure."""
+    down_after: int = Field(default=2, ge=1, le=100)
+    """Consecutive failed keepalives that mark the trunk down."""
+    up_after: int = Field(default=2, ge=1, le=100)
+    """Consecutive answered keepalives that bring a down trunk back."""
+    max_calls: int = Field(default=0, ge=0)
+    """Concurrent calls at most (0: no limit); a full trunk is skipped like a down one."""
+    registration: bool = False
+    """Register to the carrier (``username``/``password``, digest auth) and keep it fresh."""
+    register_expires_s: int = Field(default=600, ge=60, le=86400)
+
+    @model_validator(mode="after")
+    def _register_needs_user(self) -> Trunk:
+        if self.registration and not self.username:
+            raise ValueError("registration: true needs a username (and usually a password)")
+        return self
 
 
 class Route(_Strict):
@@ -116,6 +138,9 @@ class Route(_Strict):
     match: str
     extension: str | None = None
     trunk: str | None = None
+    trunks: list[str] | None = Field(default=None, min_length=1)
+    """Trunks tried in order: one down, full, skipped in survivable mode, or answering
+    408/5xx hands the call to the next within the same attempt. ``trunk: x`` is ``[x]``."""
     flow: str | None = None
     number: str = r"\g<0>"
 
@@ -130,8 +155,8 @@ class Route(_Strict):
 
     @model_validator(mode="after")
     def _one_target(self) -> Route:
-        if sum(t is not None for t in (self.extension, self.trunk, self.flow)) != 1:
-            raise ValueError("a route needs exactly one of 'extension', 'trunk' or 'flow'")
+        if sum(t is not None for t in (self.extension, self.trunk, self.trunks, self.flow)) != 1:
+            raise ValueError("a route needs exactly one of 'extension', 'trunk', 'trunks' or 'flow'")
         pattern = re.compile(self.match)
         field = "extension" if self.extension is not None else "number"
         template = self.extension if self.extension is not None else self.number
@@ -236,6 +261,26 @@ class TelemetrySettings(_Strict):
         return self
 
 
+class WanSettings(_Strict):
+    """How the edge judges the WAN, and the hysteresis of the NORMAL/SURVIVABLE switch."""
+
+    signals: list[Literal["trunks", "fleet"]] = Field(default=["trunks", "fleet"], min_length=1)
+    """What says the WAN is up: any ``wan`` trunk answering its keepalives, the MQTT
+    session to the fleet. The WAN is down when every configured signal is down (a
+    signal with nothing behind it, e.g. ``trunks`` without wan trunks, is left out)."""
+    up_after_s: float = Field(default=5.0, ge=0)
+    """The WAN must stay up this long before the edge leaves survivable mode."""
+    min_dwell_s: float = Field(default=10.0, ge=0)
+    """At most one mode change per this many seconds (a flapping link flaps nothing)."""
+
+
+class RoutingSettings(_Strict):
+    emergency_numbers: list[Annotated[str, Field(pattern=r"^[0-9]{2,6}$")]] = ["112", "911"]
+    """Dialled exactly, these go out at once: local trunks first, never queued, whatever
+    the routes say and whatever the mode."""
+    wan: WanSettings = WanSettings()
+
+
 def broker_address(url: str) -> tuple[str, int]:
     """``(host, port)`` of an ``mqtt://host[:port]`` URL; ValueError for anything else."""
     from urllib.parse import urlsplit
@@ -258,6 +303,7 @@ class SiteConfig(_Strict):
     prompts: PromptSettings = PromptSettings()
     api: ApiSettings = ApiSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    routing: RoutingSettings = RoutingSettings()
     extensions: list[Extension] = []
     trunks: list[Trunk] = []
     routes: list[Route] = []
@@ -276,6 +322,9 @@ class SiteConfig(_Strict):
         for i, route in enumerate(self.routes):
             if route.trunk is not None and route.trunk not in trunk_names:
                 raise ValueError(f"routes[{i}].trunk: no trunk named {route.trunk!r}")
+            for j, name in enumerate(route.trunks or ()):
+                if name not in trunk_names:
+                    raise ValueError(f"routes[{i}].trunks[{j}]: no trunk named {name!r}")
             if route.flow is not None and route.flow not in self.flows:
                 raise ValueError(f"routes[{i}].flow: no flow named {route.flow!r}")
         return self

@@ -1,4 +1,6 @@
-"""The dial plan v0: the dialled number -> an extension or a trunk, first match wins."""
+"""The dial plan: the dialled number -> an extension, an IVR flow, or an ordered list of
+trunks; first match wins. Emergency numbers (``routing.emergency_numbers``) come before
+every route and go to the local trunks first."""
 
 from __future__ import annotations
 
@@ -16,10 +18,17 @@ class ExtensionTarget:
 
 @dataclass(frozen=True, slots=True)
 class TrunkTarget:
-    trunk: Trunk
-    """The trunk the call leaves by."""
+    trunks: tuple[Trunk, ...]
+    """The trunks the call may leave by, in the order they are tried."""
     number: str
     """The number sent to the trunk, after the route's rewrite."""
+    emergency: bool = False
+    """An emergency number: local trunks first, never queued, in any mode."""
+
+    @property
+    def trunk(self) -> Trunk:
+        """The first choice."""
+        return self.trunks[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +66,11 @@ class Rewrite:
 class DialPlan:
     def __init__(self, config: SiteConfig) -> None:
         self._trunks = {t.name: t for t in config.trunks}
+        self._emergency = set(config.routing.emergency_numbers)
+        # emergency calls: the branch's own gateways first, the WAN only as a last resort
+        self._emergency_trunks = tuple(
+            sorted(config.trunks, key=lambda t: t.kind != "local")
+        )
         self._trusted = {(t.host, t.port): t for t in config.trunks if t.trusted}
         self._routes: list[tuple[re.Pattern[str], Route, Rewrite]] = [
             (re.compile(r.match), r, Rewrite(r.extension if r.extension is not None else r.number or ""))
@@ -65,6 +79,8 @@ class DialPlan:
 
     def route(self, dialled: str) -> RouteTarget | None:
         """Where a call to ``dialled`` goes, or None (the caller gets 404)."""
+        if dialled in self._emergency and self._emergency_trunks:
+            return TrunkTarget(self._emergency_trunks, dialled, emergency=True)
         for pattern, route, rewrite in self._routes:
             m = pattern.fullmatch(dialled)
             if m is None:
@@ -73,8 +89,8 @@ class DialPlan:
                 return FlowTarget(route.flow)
             if route.extension is not None:
                 return ExtensionTarget(rewrite.expand(m))
-            assert route.trunk is not None  # the schema guarantees exactly one target
-            return TrunkTarget(self._trunks[route.trunk], rewrite.expand(m))
+            names = route.trunks or ([route.trunk] if route.trunk else [])  # exactly one target
+            return TrunkTarget(tuple(self._trunks[n] for n in names), rewrite.expand(m))
         return None
 
     def trunk_for_source(self, host: str, port: int) -> Trunk | None:

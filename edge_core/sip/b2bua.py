@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_core.media.sdp import SdpError, SessionDescription, anchor, media_target, payload_types
-from edge_core.sip.call import Call, CallState, PendingReinvite
+from edge_core.sip.call import Call, CallState, PendingReinvite, TrunkAttempt
 from edge_core.sip.dialog import Leg
 from edge_core.sip.hosted_legs import HostedLegs
 from edge_core.sip.message import (
@@ -153,12 +153,17 @@ class B2BUA(HostedLegs):
         target_addr: tuple[str, int],
         target_transport: str,
         now: float,
+        trunk: str | None = None,
+        alternatives: list[TrunkAttempt] | None = None,
     ) -> Call:
-        """Answer for the caller with 100, then send the callee's INVITE."""
+        """Answer for the caller with 100, then send the callee's INVITE. ``alternatives``:
+        trunks to try next, in order, when this one answers 408 or 5xx or times out."""
         a, caller = self._caller_leg(invite, addr, transport)
         call = Call(a, caller.uri, caller_number, dialled, destination, self.wall())
         call.offer = offer
         call.a_tx = tx
+        call.trunk = trunk
+        call.alternatives = list(alternatives or ())
         tx.owner = call
         self.calls[call.id] = call
         self._dialogs[(a.call_id, a.local_tag)] = (call, a)
@@ -276,6 +281,9 @@ class B2BUA(HostedLegs):
         # a final failure from the callee
         if call.state is CallState.ENDED:
             return
+        if (status == 408 or 500 <= status < 600) and call.alternatives:
+            self._next_trunk(call, f"{status} {resp.reason}", now)
+            return
         relayed = status
         if 300 <= status < 400:
             relayed = 480
@@ -285,6 +293,33 @@ class B2BUA(HostedLegs):
         if status == 487:
             disposition = "cancelled"
         self._fail(call, relayed, resp.reason if relayed == status else None, now, disposition=disposition, sip_status=status)
+
+    def _next_trunk(self, call: Call, why: str, now: float) -> None:
+        """Failover within the same call attempt: the callee leg starts again on the next
+        trunk (a fresh dialog: new Call-ID and tag; the same media port)."""
+        old = call.b
+        assert old is not None
+        if call.b_provisional:  # it rang and then failed: nothing left to cancel
+            call.b_provisional = False
+        nxt = call.alternatives.pop(0)
+        log.info("call %s: trunk %s failed (%s): trying %s", call.id, call.trunk, why, nxt.trunk)
+        self._dialogs.pop((old.call_id, old.local_tag), None)
+        b = Leg(
+            call_id=new_call_id(self.local[nxt.transport][0]), local_tag=new_tag(), local_party="",
+            remote_party=f"<{nxt.uri}>", remote_target=nxt.uri, addr=nxt.addr, transport=nxt.transport,
+        )  # fmt: skip
+        b.local_party = old.local_party.rsplit(";tag=", 1)[0] + f";tag={b.local_tag}"
+        b.media = old.media
+        call.b, call.trunk, call.destination = b, nxt.trunk, f"trunk:{nxt.trunk}"
+        self._dialogs[(b.call_id, b.local_tag)] = (call, b)
+        assert call.b_invite is not None and call.offer is not None
+        req = b.request("INVITE", self._via(nxt.transport), self._contact(nxt.transport),
+                        body=self._anchored(b, call.offer), content_type=SDP)  # fmt: skip
+        req.set_header("Max-Forwards", call.b_invite.header("Max-Forwards") or "70")
+        req.add_header("User-Agent", self.user_agent)
+        call.b_invite = req
+        call.b_tx = self.layer.send_request(req, nxt.addr, now, reliable=nxt.transport == "tcp", transport=nxt.transport)
+        call.b_tx.owner = call
 
     def _configure_codecs(self, call: Call, resp: Response) -> None:
         """Tell the engine what each leg carries: the answer's G.711 type for both, and
@@ -322,6 +357,9 @@ class B2BUA(HostedLegs):
             self._on_ring_response(call, call.rings[tx], Response(408), now)
             return
         if isinstance(call, Call) and tx is call.b_tx and call.state in (CallState.ROUTING, CallState.EARLY):
+            if call.alternatives:
+                self._next_trunk(call, "timeout", now)
+                return
             self._fail(call, 408, "Request Timeout", now, disposition="no-answer", sip_status=408)
         elif isinstance(call, Call) and call.reinvite is not None and tx is call.reinvite.client_tx:
             self._reply(call.reinvite.server_tx, 408, now)

@@ -28,6 +28,16 @@ class PendingReinvite:
     client_tx: Any
 
 
+@dataclass(frozen=True, slots=True)
+class TrunkAttempt:
+    """A trunk a call may leave by: where its INVITE goes."""
+
+    trunk: str
+    uri: str
+    addr: tuple[str, int]
+    transport: str
+
+
 @dataclass(slots=True)
 class RingLeg:
     """An outgoing leg of a hosted call that has not answered yet (an agent ringing)."""
@@ -71,6 +81,8 @@ class Call:
         "survey_score",
         "transfers",
         "originated",
+        "trunk",
+        "alternatives",
     )
 
     def __init__(self, a: Leg, from_uri: str, from_number: str, to_number: str, destination: str, start: float) -> None:
@@ -101,3 +113,5 @@ class Call:
         self.survey_score: int | None = None
         self.transfers = 0  # blind transfers (REFER) carried out
         self.originated = False  # placed by the edge (a callback): ``a`` is the edge's UAC leg
+        self.trunk: str | None = None  # the trunk the callee leg left by
+        self.alternatives: list[Any] = []  # further trunks to try on 408/5xx (TrunkAttempt)

@@ -4,21 +4,32 @@ Sits on the transaction layer (``transaction.py``) and dispatches: REGISTER to t
 registrar after digest authentication (401), INVITE through authentication (407),
 the dial plan and the B2BUA, OPTIONS answered here, in-dialog requests to their call.
 Sans-I/O: the daemon feeds it events and drains what the layer has to send.
+
+It also owns the branch's routing state: the trunk keepalives (``routing.trunks``,
+OPTIONS sent from here), the WAN monitor and the mode (``routing.wan``; the daemon
+feeds in the fleet session with :meth:`SipCore.fleet_connected`), and the choice of
+trunks for a call: a route's trunks in order, skipping the down and the full ones and,
+in survivable mode, the WAN ones; emergency numbers go to the local trunks first and
+are tried on every trunk there is. What changes is told to ``on_routing_event``.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from edge_core.config.schema import SiteConfig
+from edge_core.config.schema import SiteConfig, Trunk
 from edge_core.media.sdp import SdpError, SessionDescription
 from edge_core.routing.dialplan import DialPlan, ExtensionTarget, FlowTarget, TrunkTarget
+from edge_core.routing.trunks import TrunkChanged, TrunkMonitor
+from edge_core.routing.wan import Mode, ModeChanged, WanMonitor
 from edge_core.sip import transaction as txl
 from edge_core.sip.auth import DigestChallenger
 from edge_core.sip.b2bua import B2BUA
+from edge_core.sip.call import TrunkAttempt
 from edge_core.sip.hosted import HostedCalls
 from edge_core.sip.message import NameAddr, Request, Response, SipParseError, SipUri, new_tag
 from edge_core.sip.registrar import Registrar
@@ -26,6 +37,15 @@ from edge_core.sip.registrar import Registrar
 log = logging.getLogger("edge.sip")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER, NOTIFY"
+
+
+class _Probe:
+    """The owner of an OPTIONS keepalive's client transaction."""
+
+    __slots__ = ("trunk", "id")
+
+    def __init__(self, trunk: str, probe_id: int) -> None:
+        self.trunk, self.id = trunk, probe_id
 
 
 class SipCore:
@@ -39,8 +59,10 @@ class SipCore:
         secret: bytes,
         recorder: Any = None,
         prompts: Any = None,
+        now: float | None = None,
     ) -> None:
         sip = config.sip
+        start = time.monotonic() if now is None else now
         self.config = config
         self.layer = layer
         self.wall = wall
@@ -65,6 +87,79 @@ class SipCore:
         self.hosted = HostedCalls(config, self.b2bua, self.registrar, self.dialplan, prompts or {}, wall)
         self.b2bua.hosted = self.hosted
         self.b2bua.resolve_transfer = self._transfer_binding
+        self.hosted.trunk_attempts = self.trunk_attempts
+        self.trunks = TrunkMonitor(list(config.trunks), start)
+        self.wan = WanMonitor(config.routing.wan, start)
+        self.wan.signal("trunks", self.trunks.wan_up(), start)
+        self.on_routing_event: Callable[[TrunkChanged | ModeChanged], None] | None = None
+        """Told every trunk up/down and every mode change (the API's events, the outbox)."""
+
+    # -- routing state ---------------------------------------------------------------------
+    @property
+    def mode(self) -> Mode:
+        return self.wan.mode
+
+    def fleet_connected(self, up: bool | None, now: float) -> None:
+        """The MQTT session to the fleet came up or went down (None: no telemetry)."""
+        self.wan.signal("fleet", up, now)
+        self._routing_events(now)
+
+    def drill(self, seconds: float | None, now: float) -> None:
+        """Force survivable mode for ``seconds`` (None: end the drill)."""
+        self.wan.drill(seconds, now)
+        self._routing_events(now)
+
+    def reconfigure_routing(self, config: SiteConfig, now: float) -> None:
+        """A new config: new trunks are probed from now; the mode and its history stay."""
+        self.dialplan = DialPlan(config)
+        old = self.trunks.trunks
+        self.trunks = TrunkMonitor(list(config.trunks), now)
+        for name, status in self.trunks.trunks.items():  # keep what is known of kept trunks
+            if name in old and old[name].config.kind == status.config.kind:
+                status.up, status.since, status.rtt_ms = old[name].up, old[name].since, old[name].rtt_ms
+        self.wan.settings = config.routing.wan
+        self.wan.signal("trunks", self.trunks.wan_up(), now)
+        self._routing_events(now)
+
+    def _probe(self, name: str, now: float) -> None:
+        t = self.trunks.trunks[name].config
+        tx = self.b2bua.send_out_of_dialog(
+            "OPTIONS", f"sip:{t.host}:{t.port}", (t.host, t.port), t.transport, "keepalive", now,
+            headers=[("Accept", "application/sdp")],
+        )  # fmt: skip
+        tx.owner = _Probe(name, self.trunks.sent(name, now))
+
+    def _routing_events(self, now: float) -> None:
+        for change in self.trunks.take_events():
+            log.warning("trunk %s (%s) %s: %s", change.trunk, change.kind, "up" if change.up else "down", change.cause)
+            self.wan.signal("trunks", self.trunks.wan_up(), now)
+            if self.on_routing_event is not None:
+                self.on_routing_event(change)
+        for mode in self.wan.take_events():
+            log.warning("mode %s -> %s (%s) after %.1f s", mode.old.value, mode.new.value, mode.cause, mode.previous_s)
+            if self.on_routing_event is not None:
+                self.on_routing_event(mode)
+
+    def trunk_attempts(self, target: TrunkTarget) -> list[TrunkAttempt]:
+        """The trunks to try for ``target``, in order (empty: none can take the call)."""
+        survivable = self.wan.mode is Mode.SURVIVABLE
+        busy: Counter[str] = Counter(c.trunk for c in self.b2bua.calls.values() if c.trunk)
+        good: list[Trunk] = []
+        last_resort: list[Trunk] = []
+        for t in target.trunks:
+            usable = (
+                self.trunks.usable(t.name)
+                and not (survivable and t.kind == "wan")
+                and not (t.max_calls and busy[t.name] >= t.max_calls)
+            )
+            if usable:
+                good.append(t)
+            elif target.emergency:  # an emergency call tries everything there is
+                last_resort.append(t)
+        return [
+            TrunkAttempt(t.name, f"sip:{target.number}@{t.host}:{t.port}", (t.host, t.port), t.transport)
+            for t in good + last_resort
+        ]
 
     # -- the event pump ---------------------------------------------------------------
     def handle_event(self, event: object, now: float) -> None:
@@ -72,9 +167,17 @@ class SipCore:
             self.counters[f"request.{event.request.method}"] += 1
             self._on_request(event.request, event.transaction, event.addr, event.transport, now)
         elif isinstance(event, txl.ResponseReceived):
+            owner = event.transaction.owner
+            if isinstance(owner, _Probe):
+                if event.response.status >= 200:
+                    self.trunks.answered(owner.trunk, owner.id, event.response.status, now)
+                    self._routing_events(now)
+                return
             self.b2bua.on_response(event.response, event.transaction, now)
         elif isinstance(event, txl.TransactionTimedOut):
             self.counters["transaction.timeout"] += 1
+            if isinstance(event.transaction.owner, _Probe):
+                return  # the monitor's own, shorter, probe timeout has judged it already
             self.b2bua.on_timeout(event.transaction, now)
         elif isinstance(event, txl.CancelReceived):
             self.b2bua.on_cancel(event.invite_transaction, now)
@@ -91,12 +194,17 @@ class SipCore:
             self.b2bua.on_stray_response(event.response)
 
     def get_timer(self) -> float | None:
-        deadlines = [t for t in (self.b2bua.get_timer(), self.hosted.get_timer()) if t is not None]
+        timers = (self.b2bua.get_timer(), self.hosted.get_timer(), self.trunks.get_timer(), self.wan.get_timer())
+        deadlines = [t for t in timers if t is not None]
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         self.b2bua.handle_timer(now)
         self.hosted.handle_timer(now)
+        for name in self.trunks.handle_timer(now):
+            self._probe(name, now)
+        self.wan.handle_timer(now)
+        self._routing_events(now)
 
     # -- requests ---------------------------------------------------------------------
     def _on_request(self, req: Request, tx: Any, addr: tuple[str, int], transport: str, now: float) -> None:
@@ -240,10 +348,21 @@ class SipCore:
             destination = f"extension:{target.number}"
         else:
             assert isinstance(target, TrunkTarget)
-            t = target.trunk
-            target_uri = f"sip:{target.number}@{t.host}:{t.port}"
-            target_addr, target_transport = (t.host, t.port), t.transport
-            destination = f"trunk:{t.name}"
+            attempts = self.trunk_attempts(target)
+            if not attempts:
+                why = "survivable mode" if self.wan.mode is Mode.SURVIVABLE else "trunks down or full"
+                log.info("call from %s to %s: no trunk can take it (%s)", caller_number, dialled, why)
+                self._refuse_call(req, tx, caller_number, dialled, 503, "No Trunk Available", now)
+                return
+            first, *alternatives = attempts
+            if target.emergency:
+                log.warning("emergency call from %s to %s via %s", caller_number, dialled, first.trunk)
+            self.b2bua.start_call(
+                req, tx, addr, transport, offer, caller_number=caller_number, dialled=dialled,
+                destination=f"trunk:{first.trunk}", target_uri=first.uri, target_addr=first.addr,
+                target_transport=first.transport, now=now, trunk=first.trunk, alternatives=alternatives,
+            )  # fmt: skip
+            return
         self.b2bua.start_call(
             req,
             tx,

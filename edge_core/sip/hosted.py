@@ -154,6 +154,8 @@ class HostedCalls:
         self.callbacks: dict[str, CallbackJob] = {}
         self._retries: list[tuple[float, str]] = []  # (when, job id): customers to call again
         self._customer_rings: list[tuple[float, str]] = []  # (give up at, call id)
+        self.trunk_attempts: Callable[[Any], list[Any]] | None = None
+        """The trunks a call to a trunk target may take now (set by SipCore)."""
         self.waiting: dict[str, int] = {}
         """Mailbox -> messages left since the edge started (the count an RFC 3842
         NOTIFY carries; the store keeps every message and its ``heard`` flag)."""
@@ -632,9 +634,11 @@ class HostedCalls:
         if isinstance(target, ExtensionTarget):
             bindings = self.registrar.lookup(target.number, self.wall())
             return bindings[0] if bindings else None
-        if isinstance(target, TrunkTarget):
-            t = target.trunk
-            return Reach(f"sip:{target.number}@{t.host}:{t.port}", (t.host, t.port), t.transport)
+        if isinstance(target, TrunkTarget) and self.trunk_attempts is not None:
+            attempts = self.trunk_attempts(target)
+            if attempts:
+                a = attempts[0]
+                return Reach(a.uri, a.addr, a.transport)
         return None
 
     # -- a new config -------------------------------------------------------------------------

@@ -401,21 +401,30 @@ class HostedLegs:
         """Tell a registered phone that ``mailbox`` holds ``new`` unheard messages: an
         unsolicited NOTIFY of the message-summary package (what PBXs send to light the
         phone's message lamp without a SUBSCRIBE)."""
-        transport = binding.transport
+        account = f"sip:{mailbox}@{self.domain}"
+        body = f"Messages-Waiting: {'yes' if new else 'no'}\r\nMessage-Account: {account}\r\nVoice-Message: {new}/0\r\n"
+        self.send_out_of_dialog(
+            "NOTIFY", binding.contact, binding.source, binding.transport, mailbox, now,
+            body=body.encode(), content_type="application/simple-message-summary",
+            headers=[("Event", "message-summary"), ("Subscription-State", "active")],
+        )  # fmt: skip
+
+    def send_out_of_dialog(
+        self, method: str, uri: str, addr: tuple[str, int], transport: str, from_user: str, now: float, *,
+        body: bytes = b"", content_type: str | None = None, headers: list[tuple[str, str]] | None = None,
+    ) -> Any:
+        """A request outside any dialog (OPTIONS keepalive, message-waiting NOTIFY):
+        its client transaction, whose ``owner`` the caller may set."""
         leg = Leg(
             call_id=new_call_id(self.local[transport][0]), local_tag=new_tag(),
-            local_party="", remote_party=f"<{binding.contact}>", remote_target=binding.contact,
-            addr=binding.source, transport=transport,
+            local_party="", remote_party=f"<{uri}>", remote_target=uri, addr=addr, transport=transport,
         )  # fmt: skip
-        account = f"sip:{mailbox}@{self.domain}"
-        leg.local_party = f"<{account}>;tag={leg.local_tag}"
-        body = f"Messages-Waiting: {'yes' if new else 'no'}\r\nMessage-Account: {account}\r\nVoice-Message: {new}/0\r\n"
-        notify = leg.request("NOTIFY", self._via(transport), self._contact(transport), body=body.encode(),
-                             content_type="application/simple-message-summary")  # fmt: skip
-        notify.add_header("Event", "message-summary")
-        notify.add_header("Subscription-State", "active")
-        notify.add_header("User-Agent", self.user_agent)
-        self.layer.send_request(notify, leg.addr, now, reliable=transport == "tcp", transport=transport)
+        leg.local_party = f"<sip:{from_user}@{self.domain}>;tag={leg.local_tag}"
+        req = leg.request(method, self._via(transport), self._contact(transport), body=body, content_type=content_type)
+        for name, value in headers or ():
+            req.add_header(name, value)
+        req.add_header("User-Agent", self.user_agent)
+        return self.layer.send_request(req, addr, now, reliable=transport == "tcp", transport=transport)
 
     def _drop_ring_media(self, leg: Leg) -> None:
         if leg.media is not None:

@@ -80,7 +80,7 @@ def edge_config(uas_port: int, recordings: Path, **media: Any) -> dict[str, Any]
     return deep_merge(
         {
             "sip": {"t1_ms": 100, "auth_required": False},
-            "trunks": [{"name": "pstn", "host": LOCAL, "port": uas_port, "transport": "udp"}],
+            "trunks": [{"name": "pstn", "host": LOCAL, "port": uas_port, "transport": "udp", "options_interval_s": 0}],
             "routes": [{"match": r"^9(\d+)$", "trunk": "pstn", "number": r"\1"}],
             "media": {"recordings_dir": str(recordings)},
         },

@@ -59,7 +59,8 @@ def trunk_to(port: int, *, trusted: bool = False) -> dict[str, Any]:
     """
     return {
         "trunks": [
-            {"name": "pstn", "host": LOCAL, "port": port, "transport": "udp", "trusted": trusted}
+            {"name": "pstn", "host": LOCAL, "port": port, "transport": "udp", "trusted": trusted,
+             "options_interval_s": 0}  # SIPp scenarios answer only what they script
         ]
     }
 

@@ -1,0 +1,148 @@
+"""Trunk keepalive judgement and the WAN mode switch, on injected time."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_core.config.schema import SiteConfig, Trunk, WanSettings
+from edge_core.routing.dialplan import DialPlan, TrunkTarget
+from edge_core.routing.trunks import TrunkChanged, TrunkMonitor
+from edge_core.routing.wan import Mode, ModeChanged, WanMonitor
+
+
+def trunk(name: str = "central", **kw: object) -> Trunk:
+    base: dict[str, object] = {"name": name, "host": "192.0.2.1", "kind": "wan", "options_interval_s": 1.0,
+                               "options_timeout_s": 0.5, "down_after": 2, "up_after": 2}  # fmt: skip
+    return Trunk.model_validate(base | kw)
+
+
+# -- trunks ------------------------------------------------------------------------------
+
+
+def test_first_probe_goes_at_once_and_trunks_start_up() -> None:
+    m = TrunkMonitor([trunk()], now=0.0)
+    assert m.usable("central") and m.get_timer() == 0.0
+    assert m.handle_timer(0.0) == ["central"]
+
+
+def test_two_unanswered_probes_take_a_trunk_down_and_two_answers_bring_it_back() -> None:
+    m = TrunkMonitor([trunk()], now=0.0)
+    now = 0.0
+    for _ in range(2):  # probe, then its timeout
+        assert m.handle_timer(now) == ["central"]
+        m.sent("central", now)
+        now += 0.5
+        assert m.handle_timer(now) == []
+        now += 0.5
+    assert not m.usable("central")
+    (down,) = m.take_events()
+    assert down == TrunkChanged("central", "wan", False, "keepalive timeout", 1.5)
+    probe = m.handle_timer(now) and m.sent("central", now)
+    m.answered("central", probe, 200, now + 0.01)
+    assert not m.usable("central")  # one answer is not enough
+    now += 1.0
+    probe = m.handle_timer(now) and m.sent("central", now)
+    m.answered("central", probe, 404, now + 0.02)  # alive, even if it does not do OPTIONS
+    rtt = m.trunks["central"].rtt_ms
+    assert m.usable("central") and rtt is not None and abs(rtt - 20.0) < 1e-6
+    (up,) = m.take_events()
+    assert up.up and up.cause == "answered 404"
+
+
+def test_a_late_answer_after_its_timeout_is_ignored_and_503_is_a_failure() -> None:
+    m = TrunkMonitor([trunk(down_after=1)], now=0.0)
+    m.handle_timer(0.0)
+    first = m.sent("central", 0.0)
+    m.handle_timer(0.6)  # timed out: down
+    assert not m.usable("central")
+    m.answered("central", first, 200, 0.7)  # too late: changes nothing
+    assert m.trunks["central"].successes == 0
+    m2 = TrunkMonitor([trunk(down_after=1)], now=0.0)
+    m2.handle_timer(0.0)
+    m2.answered("central", m2.sent("central", 0.0), 503, 0.1)
+    assert not m2.usable("central")
+
+
+def test_wan_up_is_judged_on_wan_trunks_with_keepalive_only() -> None:
+    assert TrunkMonitor([trunk(kind="local")], now=0.0).wan_up() is None
+    assert TrunkMonitor([trunk(options_interval_s=0)], now=0.0).wan_up() is None
+    assert TrunkMonitor([trunk()], now=0.0).wan_up() is True
+
+
+# -- the WAN mode --------------------------------------------------------------------------
+
+
+def wan(**kw: object) -> WanSettings:
+    return WanSettings.model_validate({"up_after_s": 5.0, "min_dwell_s": 10.0} | kw)
+
+
+def test_wan_down_is_survivable_at_once_and_up_needs_to_settle() -> None:
+    m = WanMonitor(wan(), now=0.0)
+    m.signal("trunks", True, 0.0)
+    m.signal("fleet", True, 0.0)
+    m.signal("trunks", False, 20.0)
+    assert m.mode is Mode.NORMAL  # the fleet session still answers
+    m.signal("fleet", False, 21.0)
+    assert m.mode is Mode.SURVIVABLE
+    assert m.take_events() == [ModeChanged(Mode.NORMAL, Mode.SURVIVABLE, "wan down (fleet, trunks)", 21.0, 21.0)]
+    m.signal("fleet", True, 40.0)
+    assert m.mode is Mode.SURVIVABLE and m.get_timer() == 45.0
+    m.handle_timer(45.0)
+    assert m.mode is Mode.NORMAL
+    (back,) = m.take_events()
+    assert (back.cause, back.previous_s) == ("wan up", 24.0)
+
+
+def test_a_signal_with_nothing_behind_it_is_left_out() -> None:
+    m = WanMonitor(wan(), now=0.0)
+    m.signal("trunks", None, 0.0)  # no wan trunks at this site
+    m.signal("fleet", False, 1.0)
+    assert m.mode is Mode.SURVIVABLE
+
+
+def test_drill_forces_survivable_for_its_duration_then_the_wan_decides() -> None:
+    m = WanMonitor(wan(min_dwell_s=0.0), now=0.0)
+    m.drill(60.0, 10.0)
+    assert m.mode is Mode.SURVIVABLE and m.drilling and m.get_timer() == 70.0
+    m.handle_timer(70.0)
+    assert m.mode is Mode.NORMAL and not m.drilling
+    assert [e.cause for e in m.take_events()] == ["drill", "drill over"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.05, 3.0), st.booleans()), min_size=1, max_size=60))
+def test_a_flapping_link_changes_the_mode_at_most_once_per_dwell_window(flaps: list[tuple[float, bool]]) -> None:
+    m = WanMonitor(wan(up_after_s=1.0, min_dwell_s=10.0), now=0.0)
+    now = 0.0
+    for gap, up in flaps:
+        target = now + gap
+        while (t := m.get_timer()) is not None and t <= target:
+            m.handle_timer(t)
+        now = target
+        m.signal("trunks", up, now)
+        m.signal("fleet", up, now)
+    changes = m.take_events()
+    for a, b in zip(changes, changes[1:], strict=False):
+        assert b.at - a.at >= 10.0 - 1e-9
+    for a, b in zip(changes, changes[1:], strict=False):
+        assert a.new is b.old  # a consistent history
+
+
+# -- the dial plan ------------------------------------------------------------------------------
+
+
+def test_emergency_numbers_go_to_local_trunks_first_whatever_the_routes_say() -> None:
+    config = SiteConfig.model_validate({
+        "site": {"id": "s"},
+        "trunks": [{"name": "central", "host": "192.0.2.1", "kind": "wan"},
+                   {"name": "pstn", "host": "192.0.2.2", "kind": "local"}],
+        "routes": [{"match": r"^\d+$", "trunks": ["central", "pstn"]}],
+    })  # fmt: skip
+    plan = DialPlan(config)
+    target = plan.route("112")
+    assert isinstance(target, TrunkTarget) and target.emergency
+    assert [t.name for t in target.trunks] == ["pstn", "central"]
+    ordinary = plan.route("5551234")
+    assert isinstance(ordinary, TrunkTarget) and not ordinary.emergency
+    assert [t.name for t in ordinary.trunks] == ["central", "pstn"]
