@@ -25,17 +25,25 @@ and hang-up side). Queue wait = the agent's 200 (its wall clock) minus the CDR's
 ``start_time`` (the edge got the INVITE); the CDR's own ``answer_time`` is when
 the edge answered the caller for the flow, not when an agent did.
 
-A step passes with zero failures and the edge seeing calls arrive at >= 90 % of
-R (from the CDRs' start times). Rates step up through ``--rates``; after the first
-failing step a bisection between the last pass and that failure runs (``--bisect``
-steps) on a fresh edge. The result is the highest passing rate. Agents are sized
-so that they are not the limit: ``--agents`` / (talk + ring) should stay above
-the highest rate (``agent_capacity_cps`` in the JSON; a step beyond it is marked
-``agent_bound``).
+A step passes with zero failures, the edge seeing calls arrive at >= 90 % of R
+(the CDRs' start times: SIPp kept the rate) and the agents answering at >= 90 %
+of R (first arrival to last answer: an edge that falls behind, whose waits grow
+through the step, fails here before its callers reach max_wait_s). Retransmissions
+SIPp's callers sent and the edge's CPU while calls arrive (% of one core) are
+reported, not judged.
+Rates step up through ``--rates``; after the first failing step a bisection
+between the last pass and that failure runs (``--bisect`` steps) on a fresh edge.
+The result is the highest passing rate. The agents are sized so that they are not
+the limit: ``--agents`` / talk stays well above the highest rate
+(``agent_capacity_cps`` in the JSON; a step beyond it is marked ``agent_bound``).
+With the issue's example of 20 agents talking 1 s the agents would cap the
+result at 20 calls/s whatever the edge can do.
 
 Progress lines go to stdout; the last line is one JSON object:
-{"max_queue_cps_zero_failures", "agents", "talk_ms", "step_s", "steps": [...],
- "agent_capacity_cps", "loadavg_start", "loadavg_end", "quick"}.
+{"max_queue_cps_zero_failures", "max_cps_every_call_answered" (highest step with
+no failure even if the edge fell behind), "agents", "talk_ms", "step_s",
+"agent_capacity_cps", "steps": [...], "loadavg_start", "loadavg_end", "cpus",
+"quick"}; the two rates are null when sipp is missing.
 Run: ``.venv/bin/python bench/acd_e2e.py [--quick] [--keep DIR]``.
 """
 
@@ -48,6 +56,7 @@ import re
 import sqlite3
 import sys
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +137,40 @@ def site_config(workdir: Path, sip_port: int, args: argparse.Namespace) -> dict[
 
 
 # ------------------------------------------------------------------ the floor
+
+
+class CpuMeter:
+    """CPU a process used from when this was made to ``mark()``, in % of one core.
+
+    Read from /proc (Linux); None where it cannot be read.
+    """
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.watch = Stopwatch()
+        self.start = self._ticks()
+        self.marked: tuple[int, float] | None = None
+
+    def _ticks(self) -> int | None:
+        if self.pid is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+    def mark(self) -> None:
+        ticks = self._ticks()
+        if ticks is not None and self.marked is None:
+            self.marked = (ticks, self.watch.elapsed())
+
+    def percent(self) -> float | None:
+        self.mark()  # no-op when marked already
+        if self.start is None or self.marked is None or self.marked[1] <= 0:
+            return None
+        ticks, elapsed = self.marked
+        return round(100 * (ticks - self.start) / os.sysconf("SC_CLK_TCK") / elapsed, 1)
 
 
 def port_taken(port: int) -> bool:
@@ -238,6 +281,9 @@ class Step:
     answered_by_agent: int
     failed: int
     arrival_cps: float
+    answered_cps: float
+    caller_retransmissions: int
+    edge_cpu_pct: float | None
     wait_p50_ms: float | None
     wait_p99_ms: float | None
     wait_max_ms: float | None
@@ -266,20 +312,33 @@ def arrival_rate(start_times: list[float]) -> float:
     return (len(start_times) - 1) / span if span > 0 else float("inf")
 
 
+def answer_rate(start_times: list[float], answer_times: list[float]) -> float:
+    """Calls/s agents answered, from the first arrival to the last answer.
+
+    Below the arrival rate when the edge falls behind: waits grow through the step.
+    """
+    if len(answer_times) < 2 or not start_times:
+        return 0.0
+    span = max(answer_times) - min(start_times)
+    return (len(answer_times) - 1) / span if span > 0 else float("inf")
+
+
 def judge_calls(
     cdrs: list[dict[str, Any]], answered: dict[str, float], offered: int
-) -> tuple[list[float], dict[str, int], list[str]]:
-    """Queue waits (s) of the calls an agent answered, failures by kind, a few examples.
-
-    ``offered`` calls were asked for; one without a CDR counts as ``no CDR``.
+) -> tuple[list[float], list[float], dict[str, int], list[str]]:
+    """Queue waits (s) and answer times of the calls an agent answered, failures by
+    kind, a few examples. ``offered`` calls were asked for; one without a CDR counts
+    as ``no CDR``.
     """
     waits: list[float] = []
+    answer_times: list[float] = []
     failures: dict[str, int] = {}
     examples: list[str] = []
     for row in cdrs:
         leg = row.get("b_call_id")
         if row.get("disposition") == "answered" and leg and leg in answered:
             waits.append(answered[leg] - row["start_time"])
+            answer_times.append(answered[leg])
             continue
         if not leg:
             kind = f"no agent leg (cause {row.get('cause')}, hung up by {row.get('hangup_side')})"
@@ -296,7 +355,7 @@ def judge_calls(
     missing = offered - len(cdrs)
     if missing > 0:
         failures["no CDR"] = missing
-    return waits, failures, examples
+    return waits, answer_times, failures, examples
 
 
 def warnings_since(text: str, offset: int) -> list[str]:
@@ -308,6 +367,9 @@ def run_step(floor: Floor, rate: int, args: argparse.Namespace) -> Step:
     edge = floor.edge
     calls = max(2, round(rate * args.step_s))
     log_offset = len(edge.stderr_text())
+    cpu = CpuMeter(edge.pid)
+    # the edge's CPU while calls arrive, not while the last ones talk or time out
+    cpu_mark = threading.Timer(args.step_s, cpu.mark)
     wait_budget_s = args.max_wait_s + args.talk_ms / 1000 + 10
     caller = Sipp(
         floor.workdir / f"edge{floor.runs}", "uac_wait_bye", remote=edge.sip_udp,
@@ -318,11 +380,13 @@ def run_step(floor: Floor, rate: int, args: argparse.Namespace) -> Step:
     result: SippResult
     try:
         caller.start()
+        cpu_mark.start()
         try:
             result = caller.wait()
         except SippTimeout as exc:
             result = exc.result
     finally:  # also on Ctrl-C: never leave a sipp behind
+        cpu_mark.cancel()
         if caller.proc is not None and caller.running():
             caller.stop(grace_s=1.0)
     assert caller.pid is not None
@@ -332,17 +396,21 @@ def run_step(floor: Floor, rate: int, args: argparse.Namespace) -> Step:
         wait_for(lambda: len(floor.hotline_cdrs(pid)) >= result.created, 10.0,
                  interval_s=0.1, what="the step's CDRs")
     cdrs = floor.hotline_cdrs(pid)
-    waits, failures, examples = judge_calls(cdrs, floor.answered(), calls)
+    waits, answer_times, failures, examples = judge_calls(cdrs, floor.answered(), calls)
     if result.failed:
         failures.update({f"sipp {k}": v for k, v in result.failure_reasons.items()} or
                         {"sipp failed": result.failed})
     failed = calls - len(waits)
-    arrival = arrival_rate([row["start_time"] for row in cdrs])
+    starts = [row["start_time"] for row in cdrs]
+    arrival = arrival_rate(starts)
+    answering = answer_rate(starts, answer_times)
     reasons = []
     if failed or result.failed:
         reasons.append(f"{max(failed, result.failed)} failed")
     if arrival < RATE_KEPT_MIN * rate:
         reasons.append(f"arrivals at {arrival:.1f}/s")
+    if answering < RATE_KEPT_MIN * rate:
+        reasons.append(f"agents answered at {answering:.1f}/s")
     capacity = agent_capacity(args)
 
     def ms(value: float | None) -> float | None:
@@ -351,6 +419,8 @@ def run_step(floor: Floor, rate: int, args: argparse.Namespace) -> Step:
     return Step(
         rate=rate, offered=result.created, answered_by_agent=len(waits),
         failed=max(failed, result.failed), arrival_cps=round(arrival, 1),
+        answered_cps=round(answering, 1), caller_retransmissions=result.retransmissions,
+        edge_cpu_pct=cpu.percent(),
         wait_p50_ms=ms(percentile(waits, 0.50)), wait_p99_ms=ms(percentile(waits, 0.99)),
         wait_max_ms=ms(max(waits) if waits else None), agent_bound=rate > capacity,
         passed=not reasons, why="; ".join(reasons) or "ok", failures=failures,
@@ -389,7 +459,9 @@ def search(floor: Floor, args: argparse.Namespace) -> tuple[int, list[Step]]:
         waits = (f"wait p50 {step.wait_p50_ms} ms p99 {step.wait_p99_ms} ms "
                  f"max {step.wait_max_ms} ms")
         log(f"[step] {rate:>4} cps x {args.step_s:g}s: {step.answered_by_agent}/{step.offered} "
-            f"answered by an agent, {step.failed} failed, arrivals {step.arrival_cps}/s, {waits}"
+            f"answered by an agent, {step.failed} failed, arrivals {step.arrival_cps}/s, "
+            f"answered {step.answered_cps}/s, {waits}, {step.caller_retransmissions} retrans, "
+            f"edge cpu {step.edge_cpu_pct}%"
             f"{' (agent-bound)' if step.agent_bound else ''} -> "
             f"{'PASS' if step.passed else 'FAIL (' + step.why + ')'}")
         for kind, count in step.failures.items():
@@ -419,8 +491,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="two short steps: the whole run stays under a minute")
-    parser.add_argument("--agents", type=int, default=40, help="agents logged in")
-    parser.add_argument("--talk-ms", type=int, default=None,
+    parser.add_argument("--agents", type=int, default=None,
+                        help="agents logged in (400; --quick: 80)")
+    parser.add_argument("--talk-ms", type=int, default=400,
                         help="how long an agent talks before hanging up")
     parser.add_argument("--rates", default=None, help="calls/s tried, in order (comma-separated)")
     parser.add_argument("--step-s", type=float, default=None, help="seconds of calls per step")
@@ -429,22 +502,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-wait-s", type=float, default=20.0,
                         help="queue max_wait_s: a caller waiting longer is hung up, a failure")
     parser.add_argument("--ring-timeout-s", type=float, default=5.0, help="queue ring_timeout_s")
-    parser.add_argument("--login-rate", type=int, default=20, help="agent logins per second")
+    parser.add_argument("--login-rate", type=int, default=100, help="agent logins per second")
     parser.add_argument("--record", action="store_true",
                         help="media.record_calls on (off by default: routing, not disk)")
     parser.add_argument("--keep", metavar="DIR", default=None,
                         help="keep the edge's log and store, sipp traces in DIR")
     args = parser.parse_args(argv)
     if args.quick:
-        args.rates = args.rates or "10,40"
+        args.agents = args.agents or 80
+        args.rates = args.rates or "40,160"
         args.step_s = args.step_s or 3.0
-        args.talk_ms = args.talk_ms or 500
         args.bisect = 0 if args.bisect is None else args.bisect
         args.budget_s = 40.0
     else:
-        args.rates = args.rates or "5,10,20,40,80"
+        args.agents = args.agents or 400
+        args.rates = args.rates or "5,10,20,40,80,160,320,640"
         args.step_s = args.step_s or 10.0
-        args.talk_ms = args.talk_ms or 400
         args.bisect = 2 if args.bisect is None else args.bisect
         args.budget_s = 600.0
     return args
@@ -476,9 +549,12 @@ def main(argv: list[str] | None = None) -> int:
                     log(f"  {line}")
             finally:
                 floor.stop()
-    log(f"highest rate with zero routing failures: {best} calls/s")
+    all_answered = max((s.rate for s in steps if s.failed == 0), default=0) if steps else None
+    log(f"highest rate with zero routing failures, kept up with: {best} calls/s "
+        f"(every call answered, backlog or not: {all_answered} calls/s)")
     emit_json({
         "max_queue_cps_zero_failures": best,
+        "max_cps_every_call_answered": all_answered,
         "agents": args.agents,
         "talk_ms": args.talk_ms,
         "step_s": args.step_s,
