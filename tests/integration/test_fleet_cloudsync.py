@@ -6,6 +6,7 @@ alarm history, masking of every number, and the command line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from fleet.cloudsync import (
     cloud_cdrs,
     cloud_intervals,
     cloud_tasks,
+    run_forever,
     sync_watermarks,
 )
 from fleet.store import FleetStore, IngestBatch
@@ -272,3 +274,21 @@ async def test_command_line_once(fleet: FleetStore, urls: tuple[str, str], dest:
     bad = subprocess.run([sys.executable, "-m", "fleet.cloudsync", "--from", urls[0], "--mask", "hash"],
                          capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin"})
     assert bad.returncode == 2 and "salt" in bad.stderr
+
+
+async def test_run_forever_exports_until_stopped(fleet: FleetStore, urls: tuple[str, str],
+                                                 dest: AsyncEngine) -> None:
+    if not urls[0].startswith("sqlite") or not urls[1].startswith("sqlite"):
+        pytest.skip("the loop is dialect-neutral; once is enough")
+    await ingest(fleet, "b1", day_one())
+    stop = asyncio.Event()
+    loop = asyncio.create_task(run_forever(urls[0], urls[1], stop, every_s=0.05))
+    async with asyncio.timeout(10):
+        while await count(dest, cloud_tasks) < 2:
+            await asyncio.sleep(0.02)
+        await ingest(fleet, "b1", [cdr(9, CALLERS[0])])
+        while await count(dest, cloud_cdrs) < 5:
+            await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+    assert await counts(dest) == (5, 1, 2)
