@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet.api.auth import Role, TokenRegistry, require
 from fleet.api.events import EventHub
+from fleet.api.models import ErrorOut
 from fleet.configs import ConfigStore
 from fleet.store import FleetStore
 
@@ -95,6 +96,11 @@ def create_app(
         description="Sites, metrics, alarms, configuration, CDRs and reports of the Branchline fleet. "
                     "Every call needs `Authorization: Bearer <token>`; roles viewer < operator < admin.",
         lifespan=lifespan,
+        responses={
+            401: {"model": ErrorOut, "description": "no token, or an unknown one"},
+            403: {"model": ErrorOut, "description": "the token's role is too low"},
+            422: {"model": ErrorOut, "description": "invalid input; `field` names the first bad one"},
+        },
     )
     ctx = ApiContext(store, configs, tokens if tokens is not None else TokenRegistry(), hub, clock)
     app.state.ctx = ctx
