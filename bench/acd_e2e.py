@@ -31,9 +31,10 @@ of R (first arrival to last answer: an edge that falls behind, whose waits grow
 through the step, fails here before its callers reach max_wait_s). Retransmissions
 SIPp's callers sent and the edge's CPU while calls arrive (% of one core) are
 reported, not judged.
-Rates step up through ``--rates``; after the first failing step a bisection
-between the last pass and that failure runs (``--bisect`` steps) on a fresh edge.
-The result is the highest passing rate. The agents are sized so that they are not
+Rates step up through ``--rates`` (5 .. 640 calls/s, 10 s each, on one edge;
+``--quick``: 40 and 160, 3 s each, well under a minute); after the first failing
+step a bisection between the last pass and that failure runs (``--bisect`` steps,
+each on a fresh edge). The result is the highest passing rate. The agents are sized so that they are not
 the limit: ``--agents`` / talk stays well above the highest rate
 (``agent_capacity_cps`` in the JSON; a step beyond it is marked ``agent_bound``).
 With the issue's example of 20 agents talking 1 s the agents would cap the
@@ -173,6 +174,16 @@ class CpuMeter:
         return round(100 * (ticks - self.start) / os.sysconf("SC_CLK_TCK") / elapsed, 1)
 
 
+def rss_mb(pid: int | None) -> float | None:
+    """Resident memory of a process in MiB (Linux /proc), None where unknown."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return round(int(match.group(1)) / 1024, 1) if match else None
+
+
 def port_taken(port: int) -> bool:
     return not udp_bindable(port)
 
@@ -284,6 +295,7 @@ class Step:
     answered_cps: float
     caller_retransmissions: int
     edge_cpu_pct: float | None
+    edge_rss_mb: float | None
     wait_p50_ms: float | None
     wait_p99_ms: float | None
     wait_max_ms: float | None
@@ -420,7 +432,7 @@ def run_step(floor: Floor, rate: int, args: argparse.Namespace) -> Step:
         rate=rate, offered=result.created, answered_by_agent=len(waits),
         failed=max(failed, result.failed), arrival_cps=round(arrival, 1),
         answered_cps=round(answering, 1), caller_retransmissions=result.retransmissions,
-        edge_cpu_pct=cpu.percent(),
+        edge_cpu_pct=cpu.percent(), edge_rss_mb=rss_mb(edge.pid),
         wait_p50_ms=ms(percentile(waits, 0.50)), wait_p99_ms=ms(percentile(waits, 0.99)),
         wait_max_ms=ms(max(waits) if waits else None), agent_bound=rate > capacity,
         passed=not reasons, why="; ".join(reasons) or "ok", failures=failures,
@@ -461,7 +473,7 @@ def search(floor: Floor, args: argparse.Namespace) -> tuple[int, list[Step]]:
         log(f"[step] {rate:>4} cps x {args.step_s:g}s: {step.answered_by_agent}/{step.offered} "
             f"answered by an agent, {step.failed} failed, arrivals {step.arrival_cps}/s, "
             f"answered {step.answered_cps}/s, {waits}, {step.caller_retransmissions} retrans, "
-            f"edge cpu {step.edge_cpu_pct}%"
+            f"edge cpu {step.edge_cpu_pct}% rss {step.edge_rss_mb} MiB"
             f"{' (agent-bound)' if step.agent_bound else ''} -> "
             f"{'PASS' if step.passed else 'FAIL (' + step.why + ')'}")
         for kind, count in step.failures.items():
