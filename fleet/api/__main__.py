@@ -17,10 +17,12 @@ import asyncio
 import logging
 import os
 import sys
+from typing import Any
 
 from fleet.api.auth import Role, TokenError, TokenRegistry
 
 ADMIN_TOKEN_ENV = "BRANCHLINE_FLEET_ADMIN_TOKEN"
+GRACEFUL_SHUTDOWN_S = 3
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -60,7 +62,17 @@ async def serve(args: argparse.Namespace) -> int:
         configs = ConfigStore(store, load_signing_key(args.signing_key, create=True), publisher)
     app = create_app(store, configs=configs, tokens=tokens, poll_interval_s=args.poll_interval_s)
     host, port = args.http
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on"))
+    loop = asyncio.get_running_loop()
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # event streams never end by themselves: end them first, so the graceful
+            # shutdown does not wait GRACEFUL_SHUTDOWN_S for them and then cut them
+            loop.call_soon_threadsafe(app.state.ctx.hub.end_streams)
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, host=host, port=port, log_level="info", lifespan="on",
+                                   timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S))
     try:
         await server.serve()
     finally:

@@ -111,11 +111,15 @@ class EventHub:
             except Exception:  # a busy or restarting database: try again next period
                 log.warning("event poll failed", exc_info=True)
 
-    async def close(self) -> None:
+    def end_streams(self) -> None:
+        """Tell every open stream to finish (a server shutting down); clients reconnect."""
         for queue in list(self._subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(None)
         self._subscribers.clear()
+
+    async def close(self) -> None:
+        self.end_streams()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
