@@ -38,6 +38,8 @@ from edge_core.gcstats import tune_for_latency, untune
 from edge_core.media.engine import EngineRelay
 from edge_core.media.recorder import CallRecorder
 from edge_core.routing.dialplan import DialPlan
+from edge_core.routing.trunks import TrunkChanged
+from edge_core.routing.wan import ModeChanged
 from edge_core.sip.core import SipCore
 from edge_core.sip.hosted import VoicemailMessage
 from edge_core.sip.registrar import Binding, BindingChange
@@ -224,6 +226,7 @@ class EdgeDaemon:
         self.view = view = EdgeView(config, core, endpoint, media, started_at, queue_limit=config.api.event_queue_limit)
         view.config_control = self
         core.hosted.on_agent_change = view.agent_changed
+        core.on_routing_event = self._routing_event
 
         def on_media_event(event: tuple[object, ...]) -> None:
             view.on_media_event(event)  # first: the B2BUA may end the call
@@ -268,6 +271,7 @@ class EdgeDaemon:
         gc_pauses = tune_for_latency()
         self._write_ready(local, media.implementation, kernels)
         self.listening.set_result(dict(local))
+        endpoint.step()  # arm the core's first timers (trunk keepalives) before any traffic
         expiry = asyncio.create_task(self._expire_bindings(core, endpoint))
         flushing = asyncio.create_task(self._flush_recordings(recorder)) if recorder else None
         intervals = asyncio.create_task(self._close_intervals(core))
@@ -382,9 +386,12 @@ class EdgeDaemon:
         core.b2bua.ring_timeout_s = sip.ring_timeout_s
         core.b2bua.user_agent = sip.user_agent
         hosted.dial_plan = dialplan
+        now = self.endpoint.loop.time() if self.endpoint else time.monotonic()
+        core.reconfigure_routing(new, now)  # trunks, keepalives, the WAN settings
+        core.dialplan = dialplan
         if can_reconfigure:
             hosted.prompts = prompts
-            hosted.reconfigure(new, self.endpoint.loop.time() if self.endpoint else time.monotonic())
+            hosted.reconfigure(new, now)
         if self.view is not None:
             self.view.reconfigure(new)
         self.config = new
@@ -419,6 +426,35 @@ class EdgeDaemon:
         self.telemetry = TelemetryClient(settings, site, self, self.store, logs=logs, fleet_key=key)
         self.telemetry.start()
 
+    def fleet_connected(self, up: bool) -> None:
+        if self.core is not None and self.endpoint is not None and not self.stopping.is_set():
+            self.core.fleet_connected(up, self.endpoint.loop.time())
+            self.endpoint.step()
+
+    def _mode_since(self) -> float | None:
+        """When the current mode began, on the wall clock."""
+        if self.core is None or self.endpoint is None:
+            return None
+        return time.time() - (self.endpoint.loop.time() - self.core.wan.since)
+
+    def _routing_event(self, event: TrunkChanged | ModeChanged) -> None:
+        """A trunk up/down or a mode change: the event stream, the outbox (the fleet
+        raises and clears its alarms from these), and a new retained state."""
+        if self.view is not None:
+            self.view.routing_changed(event)
+        if isinstance(event, TrunkChanged):
+            body: dict[str, Any] = {"type": "trunk", "trunk": event.trunk, "kind": event.kind,
+                                    "up": event.up, "cause": event.cause}  # fmt: skip
+        else:
+            body = {"type": "mode", "old": event.old.value, "new": event.new.value, "cause": event.cause,
+                    "previous_s": round(event.previous_s, 3)}  # fmt: skip
+            if self.telemetry is not None:
+                self.telemetry.publish_state()
+        if self.store is not None:
+            task = asyncio.get_running_loop().create_task(self.store.insert_event(time.time(), body))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
     def set_maintenance(self, on: bool) -> None:
         """Maintenance: new calls get 503 (the endpoint's refusal), calls up go on."""
         self.maintenance = on
@@ -436,7 +472,8 @@ class EdgeDaemon:
         return protocol.State(
             status="online",
             version=self.view.version if self.view is not None else "",
-            mode="normal",  # the WAN monitor (survivable mode) is not built yet
+            mode=self.core.mode.value if self.core is not None else "normal",
+            mode_since=self._mode_since(),
             config_version=self.fleet_config_version,
             started_at=self.started_at,
             kernels=cython_ext.implementations(),

@@ -45,6 +45,12 @@ class PauseBody(BaseModel):
     """Why the agent is paused (shown on the wallboard and in the event)."""
 
 
+class DrillBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float = Field(default=60.0, gt=0, le=86400)
+    """How long survivable mode is forced; the WAN decides again afterwards."""
+
+
 class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     extension: str = Field(pattern=r"^[0-9*#+]{1,32}$")
@@ -98,6 +104,18 @@ def create_app(view: EdgeView, *, keepalive_s: float = 15.0) -> FastAPI:
     @app.get("/v1/status", summary="Site, version, uptime, kernels, media and counts")
     async def status() -> dict[str, Any]:
         return view.status()
+
+    @app.get("/v1/trunks", summary="Trunk health (keepalive, RTT, failures, calls) and the mode")
+    async def trunks() -> dict[str, Any]:
+        return view.trunks()
+
+    @app.post("/v1/drill", summary="Force survivable mode for a while (a technician's drill)")
+    async def drill(body: DrillBody) -> dict[str, Any]:
+        return view.drill(body.seconds)
+
+    @app.delete("/v1/drill", summary="End the survivable drill now")
+    async def end_drill() -> dict[str, Any]:
+        return view.drill(None)
 
     @app.get("/v1/calls", summary="Active calls with their legs")
     async def calls() -> dict[str, Any]:

@@ -170,12 +170,63 @@ class EdgeView:
             "kernels": cython_ext.implementations(),
             "media": dict(self.media.stats()),
             "acd_matcher": self.center.matcher_implementation,
+            "mode": self.mode(),
             "counts": self._counts(wall, queues),
             "sip": {
                 "transport": dict(sorted(self.endpoint.counters.items())),
                 "core": dict(sorted(self.core.counters.items())),
             },
         }
+
+    def mode(self) -> dict[str, Any]:
+        """NORMAL or SURVIVABLE, since when (wall clock), why, and the drill if any."""
+        wan = self.core.wan
+        offset = self.wall() - self._now()  # loop clock -> wall clock
+        return {
+            "mode": wan.mode.value,
+            "since": self._iso(wan.since + offset),
+            "for_s": round(self._now() - wan.since, 3),
+            "wan_up": wan.wan_up(),
+            "drill_until": self._iso(wan.drill_until + offset) if wan.drill_until is not None else None,
+        }
+
+    def trunks(self) -> dict[str, Any]:
+        """Every trunk's health: keepalive state, last RTT, failures, calls on it."""
+        offset = self.wall() - self._now()
+        busy: dict[str, int] = {}
+        for call in self.core.b2bua.calls.values():
+            if call.trunk:
+                busy[call.trunk] = busy.get(call.trunk, 0) + 1
+        out = []
+        for name, s in self.core.trunks.trunks.items():
+            t = s.config
+            out.append({
+                "name": name, "kind": t.kind, "host": t.host, "port": t.port, "transport": t.transport,
+                "up": s.up, "since": self._iso(s.since + offset),
+                "keepalive_s": t.options_interval_s or None,
+                "rtt_ms": None if s.rtt_ms is None else round(s.rtt_ms, 2),
+                "failures": s.failures, "last_status": s.last_status,
+                "last_probe": None if s.last_probe_at is None else self._iso(s.last_probe_at + offset),
+                "calls": busy.get(name, 0), "max_calls": t.max_calls or None,
+            })  # fmt: skip
+        return {"mode": self.mode(), "trunks": out}
+
+    def drill(self, seconds: float | None) -> dict[str, Any]:
+        """Start (``seconds``) or end (None) the survivable drill."""
+        self.core.drill(seconds, self._now())
+        self.endpoint.step()  # re-arm the timer: the drill's end is a deadline of the core
+        return self.mode()
+
+    def routing_changed(self, event: Any) -> None:
+        """A trunk went up or down, or the mode changed: tell the event stream."""
+        from edge_core.routing.trunks import TrunkChanged
+
+        if isinstance(event, TrunkChanged):
+            self.publish({"type": "trunk", "trunk": event.trunk, "kind": event.kind,
+                          "up": event.up, "cause": event.cause})  # fmt: skip
+        else:
+            self.publish({"type": "mode", "old": event.old.value, "new": event.new.value,
+                          "cause": event.cause, "previous_s": round(event.previous_s, 3)})  # fmt: skip
 
     def _counts(self, wall: float, queues: dict[str, Any]) -> dict[str, Any]:
         agents = self._observe_agents(self._now())

@@ -82,10 +82,9 @@ class TrunkMonitor:
             if status is None:
                 continue
             if kind == "probe":
-                if status.probe is not None:  # still waiting: its own timeout decides
-                    continue
-                due.append(name)
                 self._arm(now + status.config.options_interval_s, "probe", name)
+                if status.probe is None:  # else still waiting: its own timeout decides
+                    due.append(name)
             elif kind == "timeout" and status.probe is not None and status.probe[0] == seq:
                 status.probe = None
                 status.last_status = None

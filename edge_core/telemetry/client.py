@@ -62,6 +62,9 @@ class TelemetryEdge(Protocol):
 
     def set_maintenance(self, on: bool) -> None: ...
 
+    def fleet_connected(self, up: bool) -> None:
+        """The MQTT session came up or went (the WAN monitor's ``fleet`` signal)."""
+
 
 def load_fleet_key(settings: TelemetrySettings) -> Any:
     """The fleet's public key from the settings (inline wins over the file), or None."""
@@ -149,6 +152,7 @@ class TelemetryClient:
                 )  # fmt: skip
             except MqttError as exc:
                 self.counters["connect_failures"] += 1
+                self.edge.fleet_connected(False)
                 log.info("broker %s:%d: %s; again in %.1f s", self.host, self.port, exc, delay)
             else:
                 self.counters["connects"] += 1
@@ -162,6 +166,8 @@ class TelemetryClient:
                     log.exception("mqtt session failed")
                 finally:
                     self.connected.clear()
+                    if not self._stopping:  # a shutdown is not a WAN loss
+                        self.edge.fleet_connected(False)
                     if self.link is link and not self._stopping:
                         link.abort("session ended")
                 if self._stopping:
@@ -174,6 +180,7 @@ class TelemetryClient:
         await link.subscribe([(self.topics[k], 1) for k in ("ack", "config", "cmd")])
         link.publish(self.topics["state"], self.edge.state().to_bytes(), qos=1, retain=True)
         self.connected.set()
+        self.edge.fleet_connected(True)
         tasks = [
             asyncio.create_task(self.drain.run(link), name="telemetry-outbox"),
             asyncio.create_task(self._metrics(link), name="telemetry-metrics"),

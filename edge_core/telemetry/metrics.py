@@ -80,5 +80,7 @@ def site_metrics(view: Any, store_path: str | Path, outbox_backlog: int, at: flo
         }
         for q in view.queues()["queues"]
     }
-    # trunk health needs the OPTIONS monitor (routing/, not built yet): no trunks reported
-    return protocol.Metrics(at=time.time() if at is None else at, gauges=gauges, queues=queues)
+    core = view.core
+    trunks = {name: status.up for name, status in core.trunks.trunks.items()}
+    gauges["survivable"] = 1.0 if core.mode.value == "survivable" else 0.0
+    return protocol.Metrics(at=time.time() if at is None else at, gauges=gauges, queues=queues, trunks=trunks)

@@ -61,6 +61,9 @@ def telemetry_overrides(broker: Mosquitto, key: Ed25519PrivateKey, **extra: Any)
             "metrics_interval_s": 0.5, "reconnect_min_s": 0.1, "reconnect_max_s": 0.5,
             "ack_timeout_s": 5, "keepalive_s": 5, **extra,
         },
+        # the broker's outages here are not WAN losses: the mode (and its events on the
+        # outbox) is left out; tests/integration/test_survivable_routing.py has it
+        "routing": {"wan": {"signals": ["trunks"]}},
     }  # fmt: skip
 
 

@@ -64,6 +64,17 @@ def test_a_late_answer_after_its_timeout_is_ignored_and_503_is_a_failure() -> No
     assert not m2.usable("central")
 
 
+def test_probes_keep_coming_when_the_timeout_equals_the_interval() -> None:
+    m = TrunkMonitor([trunk(options_interval_s=0.3, options_timeout_s=0.3, down_after=3)], now=0.0)
+    now, sent = 0.0, 0
+    while now < 3.0:
+        for name in m.handle_timer(now):
+            m.sent(name, now)
+            sent += 1
+        now = m.get_timer() or now + 0.3
+    assert sent >= 5 and not m.usable("central")
+
+
 def test_wan_up_is_judged_on_wan_trunks_with_keepalive_only() -> None:
     assert TrunkMonitor([trunk(kind="local")], now=0.0).wan_up() is None
     assert TrunkMonitor([trunk(options_interval_s=0)], now=0.0).wan_up() is None

@@ -1,0 +1,130 @@
+"""Trunk groups, keepalives, the WAN mode and emergency routing through the real daemon,
+with SIPp playing the central platform (a ``wan`` trunk) and the branch's PSTN gateway
+(a ``local`` trunk). The network cut itself is the system test's (tests/system/)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_edge_sipp import FAST, LOCAL, assert_ok, cdrs, merged, users_csv
+from tests.sipp import EdgeProcess, Sipp, free_udp_port, wait_for
+
+pytestmark = [pytest.mark.sipp, pytest.mark.timeout(120)]
+
+SippFactory = Callable[..., Sipp]
+CALL_TIMEOUT_S = 15
+
+
+def trunks(central_port: int, pstn_port: int, **central: Any) -> dict[str, Any]:
+    """Route 9 + number to central first, then the local gateway; fast mode decisions."""
+    return {
+        "trunks": [
+            {"name": "central", "host": LOCAL, "port": central_port, "kind": "wan", "trusted": False,
+             "options_interval_s": 0, **central},
+            {"name": "pstn", "host": LOCAL, "port": pstn_port, "kind": "local", "trusted": False,
+             "options_interval_s": 0},
+        ],
+        "routes": [
+            {"match": r"^(\d{4})$", "extension": r"\1"},
+            {"match": r"^9(\d+)$", "trunks": ["central", "pstn"], "number": r"\1"},
+        ],
+        "routing": {"wan": {"signals": ["trunks"], "up_after_s": 1.0, "min_dwell_s": 0}},
+    }  # fmt: skip
+
+
+def api_get(edge: EdgeProcess, path: str) -> Any:
+    socket = str(edge.workdir / edge.ready["api_socket"])
+    with httpx.Client(transport=httpx.HTTPTransport(uds=socket), base_url="http://edge") as client:
+        response = client.get(path)
+        response.raise_for_status()
+        return response.json()
+
+
+def api_post(edge: EdgeProcess, path: str, body: Any = None, *, method: str = "POST") -> httpx.Response:
+    socket = str(edge.workdir / edge.ready["api_socket"])
+    with httpx.Client(transport=httpx.HTTPTransport(uds=socket), base_url="http://edge") as client:
+        return client.request(method, path, json=body)
+
+
+def call(sipp_factory: SippFactory, edge: EdgeProcess, tmp_path: Path, number: str, name: str) -> Any:
+    return sipp_factory(
+        "uac_auth", remote=edge.sip_udp, service=number, calls=1, hold_ms=100,
+        inf=users_csv(tmp_path), timeout_s=CALL_TIMEOUT_S, name=name,
+    ).start().wait()  # fmt: skip
+
+
+def invites(uas: Sipp) -> list[str]:
+    text = uas.message_file.read_text(errors="replace") if uas.message_file.is_file() else ""
+    return re.findall(r"^INVITE (\S+) SIP/2\.0", text, re.M)
+
+
+def test_a_trunk_answering_503_hands_the_call_to_the_next_trunk_in_the_same_attempt(
+    edge_factory: Callable[..., EdgeProcess], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    central = sipp_factory("uas_503", calls=1, timeout_s=CALL_TIMEOUT_S, trace_msg=True, name="central").start()
+    pstn = sipp_factory("uas_answer", calls=1, timeout_s=CALL_TIMEOUT_S, trace_msg=True, name="pstn").start()
+    edge = edge_factory(merged(FAST, trunks(central.port, pstn.port)))
+    caller = call(sipp_factory, edge, tmp_path, "95551234", "caller")
+    assert_ok(caller, pstn.wait(timeout=10), calls=1)
+    central.wait(timeout=10)
+    assert invites(central) == [f"sip:5551234@{LOCAL}:{central.port}"]
+    assert invites(pstn) == [f"sip:5551234@{LOCAL}:{pstn.port}"]
+    edge.stop()
+    (cdr,) = cdrs(edge)
+    assert (cdr["disposition"], cdr["destination"]) == ("answered", "trunk:pstn")
+
+
+def test_a_wan_trunk_that_stops_answering_keepalives_makes_the_branch_survivable_and_back(
+    edge_factory: Callable[..., EdgeProcess], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    central_port = free_udp_port()
+    keepalive = {"options_interval_s": 0.3, "options_timeout_s": 0.3, "down_after": 2, "up_after": 2}
+    central = sipp_factory("uas_options", local_port=central_port, timeout_s=60, name="central-1").start()
+    pstn = sipp_factory("uas_answer", calls=2, timeout_s=60, trace_msg=True, name="pstn").start()
+    edge = edge_factory(merged(FAST, trunks(central_port, pstn.port, **keepalive)))
+
+    def trunk(name: str) -> dict[str, Any]:
+        return next(t for t in api_get(edge, "/v1/trunks")["trunks"] if t["name"] == name)
+
+    up = wait_for(lambda: (t := trunk("central"))["rtt_ms"] is not None and t, 10.0, what="a keepalive answered")
+    assert up["up"] and up["last_status"] == 200
+    assert api_get(edge, "/v1/status")["mode"]["mode"] == "normal"
+
+    central.stop()  # the central platform is gone
+    wait_for(lambda: api_get(edge, "/v1/status")["mode"]["mode"] == "survivable", 10.0, what="survivable mode")
+    assert not trunk("central")["up"] and trunk("central")["failures"] >= 2
+    # outbound calls now leave by the local gateway at once: central is not even tried
+    assert_ok(call(sipp_factory, edge, tmp_path, "95550001", "during"), calls=1)
+    # emergency numbers go to the local gateway first, whatever the mode
+    assert_ok(call(sipp_factory, edge, tmp_path, "112", "emergency"), calls=1)
+    assert invites(pstn) == [f"sip:5550001@{LOCAL}:{pstn.port}", f"sip:112@{LOCAL}:{pstn.port}"]
+
+    central = sipp_factory("uas_options", local_port=central_port, timeout_s=60, name="central-2").start()
+    wait_for(lambda: api_get(edge, "/v1/status")["mode"]["mode"] == "normal", 10.0, what="back to normal")
+    edge.stop()
+    central.stop()
+    log = edge.stderr_text()
+    assert "mode normal -> survivable (wan down (trunks))" in log
+    assert "mode survivable -> normal (wan up)" in log
+
+
+def test_a_drill_forces_survivable_mode_and_ends_on_request(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    edge = edge_factory(merged(FAST, trunks(free_udp_port(), free_udp_port())))
+    started = api_post(edge, "/v1/drill", {"seconds": 600})
+    assert started.status_code == 200 and started.json()["mode"] == "survivable"
+    assert started.json()["drill_until"] is not None
+    refused = api_post(edge, "/v1/drill", {"seconds": -1})
+    assert refused.status_code == 422 and "seconds" in refused.text
+    ended = api_post(edge, "/v1/drill", method="DELETE")
+    assert ended.status_code == 200 and ended.json()["drill_until"] is None
+    # back to normal once the WAN has been up for up_after_s (it has been, unless the
+    # edge started less than that ago)
+    wait_for(lambda: api_get(edge, "/v1/status")["mode"]["mode"] == "normal", 5.0, what="normal again")
