@@ -455,7 +455,7 @@ class EdgeDaemon:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    def set_maintenance(self, on: bool) -> None:
+    def set_maintenance(self, on: bool, reason: str = "fleet") -> None:
         """Maintenance: new calls get 503 (the endpoint's refusal), calls up go on."""
         self.maintenance = on
         if self.endpoint is not None and not self.stopping.is_set():
@@ -463,7 +463,7 @@ class EdgeDaemon:
         log.warning("maintenance mode %s", "on" if on else "off")
         if self.store is not None:
             task = asyncio.get_running_loop().create_task(
-                self.store.insert_event(time.time(), {"type": "maintenance", "on": on})
+                self.store.insert_event(time.time(), {"type": "maintenance", "on": on, "reason": reason})
             )
             self._background.add(task)
             task.add_done_callback(self._background.discard)

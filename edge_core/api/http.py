@@ -51,6 +51,13 @@ class DrillBody(BaseModel):
     """How long survivable mode is forced; the WAN decides again afterwards."""
 
 
+class MaintenanceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on: bool
+    """On: new calls get 503 while calls in progress finish; off: calls are taken again."""
+    reason: str = Field(default="technician", min_length=1, max_length=120)
+
+
 class LoginBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     extension: str = Field(pattern=r"^[0-9*#+]{1,32}$")
@@ -73,6 +80,10 @@ def create_app(view: EdgeView, *, keepalive_s: float = 15.0) -> FastAPI:
         description="Local control of one edge: status, calls, registrations, queues, agents, events.",
     )
     app.state.view = view
+    from edge_core.api import diagnostics, hardware
+
+    app.include_router(hardware.router)
+    app.include_router(diagnostics.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -104,6 +115,10 @@ def create_app(view: EdgeView, *, keepalive_s: float = 15.0) -> FastAPI:
     @app.get("/v1/status", summary="Site, version, uptime, kernels, media and counts")
     async def status() -> dict[str, Any]:
         return view.status()
+
+    @app.post("/v1/maintenance", summary="Maintenance mode: refuse new calls, let calls finish")
+    async def maintenance(body: MaintenanceBody) -> dict[str, Any]:
+        return view.set_maintenance(body.on, body.reason)
 
     @app.get("/v1/trunks", summary="Trunk health (keepalive, RTT, failures, calls) and the mode")
     async def trunks() -> dict[str, Any]:

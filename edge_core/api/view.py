@@ -167,6 +167,7 @@ class EdgeView:
             "started": self._iso(self.started_at),
             "uptime_s": round(max(0.0, wall - self.started_at), 3),
             "accepting_calls": bool(getattr(self.endpoint, "accepting_new", True)),
+            "maintenance": bool(getattr(self.config_control, "maintenance", False)),
             "kernels": cython_ext.implementations(),
             "media": dict(self.media.stats()),
             "acd_matcher": self.center.matcher_implementation,
@@ -210,6 +211,14 @@ class EdgeView:
                 "calls": busy.get(name, 0), "max_calls": t.max_calls or None,
             })  # fmt: skip
         return {"mode": self.mode(), "trunks": out}
+
+    def set_maintenance(self, on: bool, reason: str) -> dict[str, Any]:
+        """Maintenance mode through the daemon (the fleet's command does the same)."""
+        if self.config_control is None or not hasattr(self.config_control, "set_maintenance"):
+            raise ApiError(503, "this edge has no maintenance control")
+        self.config_control.set_maintenance(on, reason)
+        self.publish({"type": "maintenance", "on": on, "reason": reason})
+        return {"maintenance": on, "reason": reason, "accepting_calls": bool(self.endpoint.accepting_new)}
 
     def drill(self, seconds: float | None) -> dict[str, Any]:
         """Start (``seconds``) or end (None) the survivable drill."""

@@ -128,3 +128,17 @@ def test_a_drill_forces_survivable_mode_and_ends_on_request(
     # back to normal once the WAN has been up for up_after_s (it has been, unless the
     # edge started less than that ago)
     wait_for(lambda: api_get(edge, "/v1/status")["mode"]["mode"] == "normal", 5.0, what="normal again")
+
+
+def test_maintenance_mode_through_the_api_refuses_new_calls_until_turned_off(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    edge = edge_factory(merged(FAST, trunks(free_udp_port(), free_udp_port())))
+    on = api_post(edge, "/v1/maintenance", {"on": True, "reason": "replacing the UPS"})
+    assert on.status_code == 200 and on.json()["accepting_calls"] is False
+    status = api_get(edge, "/v1/status")
+    assert status["maintenance"] is True and status["accepting_calls"] is False
+    # (the 503 a new call then gets is checked by the telemetry test's maintenance command)
+    off = api_post(edge, "/v1/maintenance", {"on": False})
+    assert off.status_code == 200 and off.json()["accepting_calls"] is True
+    assert api_post(edge, "/v1/maintenance", {"on": "maybe"}).status_code == 422
