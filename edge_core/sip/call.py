@@ -83,6 +83,7 @@ class Call:
         "originated",
         "trunk",
         "alternatives",
+        "queue",
     )
 
     def __init__(self, a: Leg, from_uri: str, from_number: str, to_number: str, destination: str, start: float) -> None:
@@ -115,3 +116,4 @@ class Call:
         self.originated = False  # placed by the edge (a callback): ``a`` is the edge's UAC leg
         self.trunk: str | None = None  # the trunk the callee leg left by
         self.alternatives: list[Any] = []  # further trunks to try on 408/5xx (TrunkAttempt)
+        self.queue: str | None = None  # the ACD queue the call waited in last (the CDR's)

@@ -443,7 +443,7 @@ class HostedCalls:
     def _enter_queue(self, hosted: HostedCall, action: ivr.EnterQueue, now: float) -> None:
         call = hosted.call
         queue = self._queues[action.queue]
-        hosted.queue = action.queue
+        hosted.queue = call.queue = action.queue
         hosted.entry = (action.priority, tuple(action.skills))
         hosted.moh = queue.moh or "please_hold"
         self._play(call, hosted.moh, _HOLD_PLAY_ID, loop=True)
@@ -499,7 +499,7 @@ class HostedCalls:
             )  # fmt: skip
         elif isinstance(action, acd.Overflow | acd.Reject) and hosted is not None:
             if isinstance(action, acd.Overflow) and action.kind == "queue":
-                hosted.queue = action.target  # moved by the center; keeps waiting
+                hosted.queue = hosted.call.queue = action.target  # moved by the center; keeps waiting
                 return
             hosted.queue = None
             if hosted.run is not None:
@@ -546,6 +546,7 @@ class HostedCalls:
                 bindings[0], from_number=job.number, to_number=action.extension,
                 destination=f"callback:{job.queue}", agent_id=action.agent_id, now=now,
             )  # fmt: skip
+            call.queue = job.queue
             hosted = HostedCall(call, None, job=job)
             hosted.rings[action.agent_id] = next(iter(call.rings.values()))
             self.calls[call.id] = hosted

@@ -74,6 +74,7 @@ def call_record(
         dtmf="".join(call.digits),
         survey_score=call.survey_score,
         transfers=call.transfers,
+        queue=call.queue,
     )
 
 

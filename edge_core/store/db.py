@@ -185,6 +185,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # the ACD queue a call went through (reports per queue at the fleet)
+        "ALTER TABLE cdrs ADD COLUMN queue TEXT",
+    ),
 )
 
 
@@ -273,6 +277,8 @@ class CdrRow:
     """The caller's post-call survey answer, None when not asked or not answered."""
     transfers: int = 0
     """How often the call was transferred (REFER)."""
+    queue: str | None = None
+    """The ACD queue the call waited in last (or the callback's queue), None if none."""
 
     def __post_init__(self) -> None:
         if self.disposition not in DISPOSITIONS:

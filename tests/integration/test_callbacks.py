@@ -59,6 +59,7 @@ async def test_caller_who_presses_the_callback_key_is_called_back_once_an_agent_
     assert callback["disposition"] == "answered" and callback["hangup_side"] == "caller"  # the agent
     assert (callback["from_number"], callback["to_number"]) == ("1001", "2001")
     assert callback["b_call_id"] is not None and callback["packets_b_to_a"] > 10
+    assert callback["queue"] == asked["queue"] == "sales"  # the fleet reports per queue
     assert tasks(edge.config["store"]["path"]) == []
 
 
