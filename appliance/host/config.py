@@ -1,5 +1,5 @@
-"""The ``hardware:`` section of the site config (proposed for edge_core/config/schema.py:
-``hardware: HardwareConfig = HardwareConfig()``). Every tunable number carries its unit.
+"""The ``hardware:`` section of the site config (``SiteConfig.hardware``). Every tunable
+number carries its unit.
 """
 
 from __future__ import annotations
@@ -103,6 +103,25 @@ class ShutdownConfig(_Strict):
 
 
 class HardwareConfig(_Strict):
+    """The appliance's hardware, run by ``branchline hw-agent`` (``appliance.host.agent``)."""
+
     panel: PanelConfig | None = None
     modbus: list[ModbusDeviceConfig] = []
     shutdown: ShutdownConfig | None = None
+    status_interval_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the agent reads the edge's ``/v1/status`` (the heartbeat's health flag)."""
+    api_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    """A control-API request slower than this counts as the edge not answering."""
+    drill_s: float = Field(default=600.0, gt=0, le=86400)
+    """How long a drill started from the front panel forces survivable mode."""
+    flush_timeout_s: float = Field(default=30.0, gt=0, le=120)
+    """How long the UPS shutdown waits for the outbox to reach the fleet."""
+
+    @model_validator(mode="after")
+    def _shutdown_device(self) -> HardwareConfig:
+        names = [d.name for d in self.modbus]
+        if len(set(names)) != len(names):
+            raise ValueError("modbus: device names must be unique")
+        if self.shutdown is not None and self.shutdown.device not in names:
+            raise ValueError(f"shutdown: no modbus device {self.shutdown.device!r}")
+        return self

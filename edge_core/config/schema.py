@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from appliance.host.config import HardwareConfig
 from edge_core.acd.model import AgentConfig, FeatureCodes, QueueConfig, check_acd
 from edge_core.ivr.model import IvrFlow, check_prompts, check_queues, check_transfers
 
@@ -311,6 +312,7 @@ class SiteConfig(_Strict):
     queues: list[QueueConfig] = []
     agents: list[AgentConfig] = []
     feature_codes: FeatureCodes = FeatureCodes()
+    hardware: HardwareConfig = HardwareConfig()
 
     @model_validator(mode="after")
     def _references(self) -> SiteConfig:
