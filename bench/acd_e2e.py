@@ -31,7 +31,7 @@ of R (first arrival to last answer: an edge that falls behind, whose waits grow
 through the step, fails here before its callers reach max_wait_s). Retransmissions
 SIPp's callers sent and the edge's CPU while calls arrive (% of one core) are
 reported, not judged.
-Rates step up through ``--rates`` (5 .. 640 calls/s, 10 s each, on one edge;
+Rates step up through ``--rates`` (5 .. 960 calls/s, 10 s each, on one edge;
 ``--quick``: 40 and 160, 3 s each, well under a minute); after the first failing
 step a bisection between the last pass and that failure runs (``--bisect`` steps,
 each on a fresh edge). The result is the highest passing rate. The agents are sized so that they are not
@@ -504,7 +504,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="two short steps: the whole run stays under a minute")
     parser.add_argument("--agents", type=int, default=None,
-                        help="agents logged in (400; --quick: 80)")
+                        help="agents logged in (600; --quick: 80)")
     parser.add_argument("--talk-ms", type=int, default=400,
                         help="how long an agent talks before hanging up")
     parser.add_argument("--rates", default=None, help="calls/s tried, in order (comma-separated)")
@@ -527,8 +527,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.bisect = 0 if args.bisect is None else args.bisect
         args.budget_s = 40.0
     else:
-        args.agents = args.agents or 400
-        args.rates = args.rates or "5,10,20,40,80,160,320,640"
+        args.agents = args.agents or 600
+        args.rates = args.rates or "5,10,20,40,80,160,320,640,960"
         args.step_s = args.step_s or 10.0
         args.bisect = 2 if args.bisect is None else args.bisect
         args.budget_s = 600.0
