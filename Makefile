@@ -42,7 +42,7 @@ system-deps:
 	fi
 
 demo: venv
-	$(VENV)/bin/branchline demo
+	$(VENV)/bin/branchline demo $(if $(DEMO_ARGS),$(DEMO_ARGS),--keep-running)
 
 test: venv system-deps lint tests/micropython/node_modules
 	BRANCHLINE_REQUIRE_COMPILED=1 $(PY) -m pytest -q -p no:cacheprovider

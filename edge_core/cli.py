@@ -67,6 +67,25 @@ def _fleet_run(args: argparse.Namespace) -> int:
     return run_fleet(args)
 
 
+def _hw_agent(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from appliance.host.agent import run_agent
+    from edge_core.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    socket = args.socket or config.api.socket
+    if not socket:
+        print(f"{args.config}: api.socket is off; the agent needs the control API (or --socket)", file=sys.stderr)
+        return 2
+    asyncio.run(run_agent(config.hardware, socket))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="branchline", description="Branchline contact-center edge and fleet")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
@@ -88,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_fleet_arguments(fleet_run)
     fleet_run.set_defaults(func=_fleet_run)
 
+    hw = sub.add_parser("hw-agent", help="front panel, watchdog and Modbus devices tied to a running edge")
+    hw.add_argument("--config", required=True, help="site config YAML (its hardware: and api.socket)")
+    hw.add_argument("--socket", help="the edge's control API socket (default: api.socket of the config)")
+    hw.set_defaults(func=_hw_agent)
+
     info = sub.add_parser("info", help="version and which kernel implementations are loaded")
     info.set_defaults(func=_info)
 
@@ -101,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="edge + simulated phones on free ports; prints the CDRs")
     demo.add_argument("--calls", type=int, default=4)
-    demo.add_argument("--keep-running", action="store_true", help="leave the edge up after the calls")
+    demo.add_argument("--keep-running", action="store_true",
+                      help="on a terminal, leave the edge and the fleet up after the calls (Ctrl-C stops)")
     demo.set_defaults(func=_demo)
     return parser
 

@@ -26,6 +26,7 @@ import yaml
 
 from edge_core.app import EdgeDaemon
 from edge_core.config.schema import ConfigError, SiteConfig, parse_config
+from edge_core.demo_fleet import SIMULATED_SITES as SIMULATED
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "site.yaml"
 DEMO_TALK_S = 2.0
@@ -63,8 +64,9 @@ def _free_rtp_base(host: str, count: int = RTP_RANGE_PORTS, attempts: int = 50) 
     return 20000
 
 
-def demo_config(source: Path, store_dir: Path) -> SiteConfig:
-    """The example site with free ports and a store under ``store_dir``."""
+def demo_config(source: Path, store_dir: Path, telemetry: dict[str, Any] | None = None) -> SiteConfig:
+    """The example site with free ports, a store under ``store_dir``, and ``telemetry``
+    (reporting to the demo's fleet) when given."""
     data: Any = yaml.safe_load(source.read_text())
     if not isinstance(data, dict):
         raise ConfigError(str(source), [("(top level)", "expected a mapping of sections")])
@@ -80,6 +82,10 @@ def demo_config(source: Path, store_dir: Path) -> SiteConfig:
     data.setdefault("api", {})["socket"] = str(store_dir / "edge.sock")
     for queue in data.get("queues", []):  # announcements the demo's short wait can hear
         queue["announce_every_s"] = DEMO_ANNOUNCE_S
+    for trunk in data.get("trunks", []):  # the demo has no PSTN gateway to keep alive
+        trunk["options_interval_s"] = 0
+    if telemetry is not None:
+        data["telemetry"] = telemetry
     return parse_config(data, str(source))
 
 
@@ -175,11 +181,27 @@ async def _demo(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 2
     store_dir = Path(tempfile.mkdtemp(prefix="branchline-demo-"))
+    from edge_core.demo_fleet import DemoFleet
+
+    fleet: DemoFleet | None = DemoFleet(store_dir)
+    assert fleet is not None
     try:
-        config = demo_config(EXAMPLE_CONFIG, store_dir)
+        await fleet.start()
+    except Exception as exc:  # the demo goes on without its fleet, and says so
+        print(f"branchline demo: the fleet did not start ({exc}); the edge runs alone", file=sys.stderr)
+        await fleet.stop()
+        fleet = None
+    site_id = str(yaml.safe_load(EXAMPLE_CONFIG.read_text())["site"]["id"])
+    try:
+        config = demo_config(EXAMPLE_CONFIG, store_dir, fleet.telemetry_settings(site_id) if fleet else None)
     except ConfigError as exc:
         print(f"branchline demo: {exc}", file=sys.stderr)
+        if fleet is not None:
+            await fleet.stop()
         return 2
+    if fleet is not None:
+        print(f"fleet: embedded MQTT broker {fleet.broker_url}, fleet store {fleet.db}")
+        print(f"fleet: NOC dashboard {fleet.dashboard_url}  (sign in with the token {fleet.token})")
 
     daemon = EdgeDaemon(config)
     edge_task = asyncio.create_task(daemon.run(), name="edge")
@@ -209,21 +231,42 @@ async def _demo(args: argparse.Namespace) -> int:
         calls_ok = len(results) == args.calls and all(r.ok for r in results)
         calls_ok = await _hotline(config, edge) and calls_ok
         await _queue_board(config, "after the calls")
+        if fleet is not None:
+            await _fleet_view(fleet, config)
     except SimError as exc:
         print(f"branchline demo: {exc}", file=sys.stderr)
 
-    if args.keep_running:
+    if args.keep_running and not sys.stdin.isatty():
+        print("(--keep-running: not on a terminal, so the demo stops here instead of waiting for Ctrl-C)")
+    if args.keep_running and sys.stdin.isatty():
         await daemon.flush()
         rows = await _read_cdrs(config.store.path, max(50, args.calls * 2))
         _print_records(rows, config, edge)
         print(f"the edge keeps running on sip udp {edge[0]}:{edge[1]}; Ctrl-C stops it")
+        if fleet is not None:
+            print(f"watch it in the NOC dashboard: {fleet.dashboard_url} (token {fleet.token})")
+            print(f"cut its WAN for a minute (a survivable drill): curl --unix-socket {config.api.socket} "
+                  "-X POST http://edge/v1/drill -H 'content-type: application/json' -d '{\"seconds\": 60}'")  # fmt: skip
         rc = await _stopped(edge_task, None)
     else:
         daemon.stop()
         rc = await _stopped(edge_task, STOP_TIMEOUT_S)
         rows = await _read_cdrs(config.store.path, max(50, args.calls * 2))
         _print_records(rows, config, edge)
+    if fleet is not None:
+        await fleet.stop()
     return 0 if calls_ok and rc == 0 and len(rows) >= args.calls else 1
+
+
+async def _fleet_view(fleet: Any, config: SiteConfig) -> None:
+    """What the fleet knows of this site: online, its mode, records ingested."""
+    await fleet.publish_simulated_sites()
+    site = await fleet.wait_online(config.site.id)
+    if site is None:
+        print(f"\nfleet: {config.site.id} did not show up online (see the fleet log)")
+        return
+    print(f"\nfleet: {config.site.id} is {site.get('status')} in the fleet, mode {site.get('mode')}, "
+          f"version {site.get('version')}; {len(SIMULATED)} simulated branches beside it; dashboard {fleet.dashboard_url}")  # fmt: skip
 
 
 async def _hotline(config: SiteConfig, edge: tuple[str, int]) -> bool:

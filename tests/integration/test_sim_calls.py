@@ -124,6 +124,9 @@ def test_branchline_demo_exits_0_and_prints_cdrs(tmp_path: Path) -> None:
     assert "waiting 1" in board[0] and "logged_out" in board[0], proc.stdout
     assert "answered 1" in board[1] and "service level 100%" in board[1], proc.stdout
     assert "branchline edge run --config examples/site.yaml" in proc.stdout
+    # the embedded broker and the fleet: the demo's site shows up online there
+    assert "fleet: NOC dashboard http://127.0.0.1:" in proc.stdout, proc.stdout
+    assert "fleet: branch-001 is online in the fleet, mode normal" in proc.stdout, proc.stdout
 
 
 async def test_phone_rtp_is_20ms_pcmu_with_consecutive_sequence_and_timestamp() -> None:
