@@ -1,0 +1,214 @@
+"""The one small interface to the box's process manager, and its two implementations.
+
+* :class:`Supervisor` -- supervisord over its XML-RPC API on a unix socket (what the
+  tests run: Debian package ``supervisor``).
+* :class:`Systemd` -- ``systemctl`` (production; units in ``packaging/systemd``).
+
+Both report a :class:`ServiceStatus` whose ``started_at`` changes on every (re)spawn,
+which is what the crash-loop detector counts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+State = Literal["running", "starting", "stopped", "backoff", "exited", "fatal", "unknown"]
+
+EDGE_SERVICE = "branchline-edge"
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    state: State
+    pid: int | None
+    started_at: float | None
+    """When the current or last process was spawned (changes on every spawn)."""
+    detail: str = ""
+    """Exit status or spawn error, for the rollback reason."""
+
+
+class ServiceManager(Protocol):
+    def start(self, name: str) -> None: ...
+    def stop(self, name: str) -> None: ...
+    def restart(self, name: str) -> None: ...
+    def status(self, name: str) -> ServiceStatus: ...
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+# -------------------------------------------------------------------- supervisord
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+class _UnixTransport(xmlrpc.client.Transport):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__()
+        self._path = path
+        self._timeout = timeout
+
+    def make_connection(self, host: object) -> http.client.HTTPConnection:
+        return _UnixHTTPConnection(self._path, self._timeout)
+
+
+_SUPERVISOR_STATES: dict[str, State] = {
+    "RUNNING": "running", "STARTING": "starting", "STOPPED": "stopped", "STOPPING": "stopped",
+    "BACKOFF": "backoff", "EXITED": "exited", "FATAL": "fatal", "UNKNOWN": "unknown",
+}
+
+
+class Supervisor:
+    """supervisord's XML-RPC interface on ``socket_path``."""
+
+    def __init__(self, socket_path: Path, timeout_s: float = 10.0) -> None:
+        self.socket_path = Path(socket_path)
+        self._timeout = timeout_s
+
+    def _rpc(self) -> xmlrpc.client.ServerProxy:
+        return xmlrpc.client.ServerProxy(
+            "http://localhost/RPC2", transport=_UnixTransport(str(self.socket_path), self._timeout)
+        )
+
+    def start(self, name: str) -> None:
+        try:
+            self._rpc().supervisor.startProcess(name, False)
+        except xmlrpc.client.Fault as exc:
+            if "ALREADY_STARTED" not in exc.faultString:
+                raise ServiceError(f"start {name}: {exc.faultString}") from None
+
+    def stop(self, name: str) -> None:
+        try:
+            self._rpc().supervisor.stopProcess(name, True)
+        except xmlrpc.client.Fault as exc:
+            if "NOT_RUNNING" not in exc.faultString:
+                raise ServiceError(f"stop {name}: {exc.faultString}") from None
+
+    def restart(self, name: str) -> None:
+        self.stop(name)
+        self.start(name)
+
+    def status(self, name: str) -> ServiceStatus:
+        try:
+            info = self._rpc().supervisor.getProcessInfo(name)
+        except xmlrpc.client.Fault as exc:
+            raise ServiceError(f"status {name}: {exc.faultString}") from None
+        assert isinstance(info, dict)
+        state = _SUPERVISOR_STATES.get(str(info["statename"]), "unknown")
+        detail = str(info.get("spawnerr") or "")
+        if state in ("exited", "backoff", "fatal") and not detail:
+            detail = f"exit status {info.get('exitstatus')}"
+        return ServiceStatus(state, int(info["pid"]) or None, float(info["start"]) or None, detail)
+
+    def ping(self) -> bool:
+        try:
+            return self._rpc().supervisor.getState()["statename"] == "RUNNING"  # type: ignore[index]
+        except (OSError, xmlrpc.client.Error):
+            return False
+
+
+def supervisor_program(root: Path, *, name: str = EDGE_SERVICE, start_retries: int = 3,
+                       start_s: int = 2) -> str:
+    """The ``[program:...]`` section that runs the edge from ``ROOT/current``.
+
+    ``startsecs``/``startretries`` are supervisord's own crash-loop limit; the
+    installer also counts spawns itself (the same rule for systemd)."""
+    return f"""[program:{name}]
+command={root}/current/venv/bin/branchline edge run --config {root}/current/etc/site.yaml --ready-file {root}/data/edge.ready
+directory={root}/data
+autostart=true
+autorestart=true
+startsecs={start_s}
+startretries={start_retries}
+stopsignal=TERM
+stopwaitsecs=15
+stopasgroup=true
+stdout_logfile={root}/log/edge.out.log
+stderr_logfile={root}/log/edge.err.log
+stdout_logfile_maxbytes=10MB
+stderr_logfile_maxbytes=10MB
+"""
+
+
+def supervisord_conf(run_dir: Path, programs: str) -> str:
+    """A complete supervisord.conf with its own socket, pid file and log under ``run_dir``."""
+    return f"""[unix_http_server]
+file={run_dir}/supervisor.sock
+chmod=0700
+
+[supervisord]
+logfile={run_dir}/supervisord.log
+pidfile={run_dir}/supervisord.pid
+childlogdir={run_dir}
+nodaemon=true
+
+[rpcinterface:supervisor]
+supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
+
+[supervisorctl]
+serverurl=unix://{run_dir}/supervisor.sock
+
+{programs}"""
+
+
+# -------------------------------------------------------------------- systemd
+
+_SYSTEMD_STATES: dict[str, State] = {
+    "active": "running", "activating": "starting", "inactive": "stopped", "failed": "fatal",
+    "deactivating": "stopped",
+}
+
+
+class Systemd:
+    """``systemctl`` for the units in ``packaging/systemd`` (``StartLimitBurst`` is the
+    crash-loop limit there)."""
+
+    def __init__(self, systemctl: str = "systemctl") -> None:
+        self.systemctl = systemctl
+
+    def _run(self, *args: str) -> str:
+        out = subprocess.run([self.systemctl, *args], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise ServiceError(f"systemctl {' '.join(args)}: {out.stderr.strip()}")
+        return out.stdout
+
+    def start(self, name: str) -> None:
+        self._run("start", "--no-block", name)
+
+    def stop(self, name: str) -> None:
+        self._run("stop", name)
+
+    def restart(self, name: str) -> None:
+        self._run("reset-failed", name)
+        self._run("restart", "--no-block", name)
+
+    def status(self, name: str) -> ServiceStatus:
+        props = dict(
+            line.split("=", 1)
+            for line in self._run("show", name, "-p", "ActiveState,MainPID,ExecMainStartTimestampMonotonic,"
+                                  "ExecMainStatus,Result").splitlines()
+            if "=" in line
+        )
+        started = int(props.get("ExecMainStartTimestampMonotonic") or 0) / 1e6
+        return ServiceStatus(
+            _SYSTEMD_STATES.get(props.get("ActiveState", ""), "unknown"),
+            int(props.get("MainPID") or 0) or None, started or None,
+            f"result {props.get('Result', '')}, exit status {props.get('ExecMainStatus', '')}",
+        )
