@@ -86,6 +86,12 @@ def _hw_agent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tui(args: argparse.Namespace) -> int:
+    from tui.__main__ import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="branchline", description="Branchline contact-center edge and fleet")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
@@ -128,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-running", action="store_true",
                       help="on a terminal, leave the edge and the fleet up after the calls (Ctrl-C stops)")
     demo.set_defaults(func=_demo)
+    tui = sub.add_parser("tui", help="the technician console on an edge's control socket")
+    from tui.__main__ import add_arguments as add_tui_arguments
+
+    add_tui_arguments(tui)
+    tui.set_defaults(func=_tui)
     return parser
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import asdict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import httpx
@@ -32,45 +32,63 @@ class EdgeActions(Protocol):
 
 
 class EdgeApiActions:
-    """The edge's local control API over its unix socket. Needs (not in edge_core yet):
-    ``POST /v1/hardware/alarms`` (an AlarmChange; written to the outbox as an ``alarm``
-    event), ``PUT /v1/hardware/readings/{device}`` (shown in status, the TUI, metrics),
-    ``POST /v1/maintenance`` ``{"on", "reason"}`` (as the fleet's maintenance command,
-    plus a ``state`` publish) and ``POST /v1/outbox/flush`` (drain now, answer when the
-    outbox is empty or the broker is unreachable)."""
+    """The edge's local control API over its unix socket (``edge_core/api/hardware.py``):
+    ``POST /v1/hardware/alarms`` (written to the outbox as an ``alarm`` event),
+    ``PUT /v1/hardware/readings/{device}``, ``POST /v1/maintenance`` and
+    ``POST /v1/outbox/flush`` (answers when the outbox is empty, the broker unreachable,
+    or after ``flush_timeout_s``). A failed request raises ``httpx.HTTPError``."""
 
-    def __init__(self, socket_path: str, timeout_s: float = 10.0) -> None:
-        self.client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path),
-                                        base_url="http://edge", timeout=timeout_s)  # fmt: skip
+    def __init__(self, socket_path: str, timeout_s: float = 10.0, flush_timeout_s: float = 30.0,
+                 client: httpx.AsyncClient | None = None) -> None:  # fmt: skip
+        self.flush_timeout_s = flush_timeout_s
+        self._own = client is None
+        self.client = client or httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=socket_path), base_url="http://edge", timeout=timeout_s
+        )
 
-    async def _post(self, method: str, path: str, body: dict[str, Any]) -> None:
-        resp = await self.client.request(method, path, json=body)
+    async def _post(self, method: str, path: str, body: dict[str, Any], timeout_s: float | None = None) -> Any:
+        extra: dict[str, Any] = {} if timeout_s is None else {"timeout": timeout_s}
+        resp = await self.client.request(method, path, json=body, **extra)
         if resp.status_code == 404:
-            log.error("the edge has no %s %s hook yet", method, path)
+            log.error("the edge has no %s %s hook", method, path)
         resp.raise_for_status()
+        return resp.json()
 
     async def alarm(self, change: AlarmChange) -> None:
-        await self._post("POST", "/v1/hardware/alarms", asdict(change))
+        await self._post("POST", "/v1/hardware/alarms", alarm_body(change))
 
     async def report_readings(self, device: str, values: dict[str, float]) -> None:
         await self._post("PUT", f"/v1/hardware/readings/{device}", values)
 
     async def maintenance(self, on: bool, reason: str) -> None:
-        await self._post("POST", "/v1/maintenance", {"on": on, "reason": reason})
+        await self._post("POST", "/v1/maintenance", {"on": on, "reason": reason[:120]})
 
     async def flush_outbox(self) -> None:
-        await self._post("POST", "/v1/outbox/flush", {})
+        result = await self._post("POST", "/v1/outbox/flush", {"timeout_s": self.flush_timeout_s},
+                                  timeout_s=self.flush_timeout_s + 5)  # fmt: skip
+        log.warning("outbox flush: %s", result)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        if self._own:
+            await self.client.aclose()
+
+
+def alarm_body(change: AlarmChange) -> dict[str, Any]:
+    """An AlarmChange as ``POST /v1/hardware/alarms`` takes it: the fleet's alarm kind is
+    ``hw_<alarm>`` (at most 32 characters), its subject the device."""
+    return {"kind": f"hw_{change.alarm}"[:32], "subject": change.device, "severity": change.severity,
+            "active": change.raised, "message": change.message[:500], "value": change.value}  # fmt: skip
 
 
 class HardwareMonitor:
     """Runs the pollers of ``config.modbus`` and forwards what they find to the edge."""
 
-    def __init__(self, config: HardwareConfig, actions: EdgeActions) -> None:
+    def __init__(self, config: HardwareConfig, actions: EdgeActions,
+                 on_change: Callable[[], None] | None = None) -> None:  # fmt: skip
         self.config = config
         self.actions = actions
+        self.on_change = on_change
+        """Called after new readings or an alarm change (the agent refreshes the panel)."""
         self.pollers = [DevicePoller(d, self._on_reading, self._on_alarm) for d in config.modbus]
         self.guard = ShutdownGuard(config.shutdown) if config.shutdown else None
         self.active: dict[tuple[str, str], AlarmChange] = {}
@@ -83,10 +101,20 @@ class HardwareMonitor:
         ranked = sorted(self.active.values(), key=lambda a: -SEVERITY_RANK.get(a.severity, 0))
         return ranked[0] if ranked else None
 
+    def readings(self) -> dict[str, dict[str, float]]:
+        """The latest values of every device that answered at least once."""
+        return {p.config.name: p.values for p in self.pollers if p.values}
+
     def _on_reading(self, device: str, values: dict[str, float]) -> None:
         self._queue.put_nowait(("readings", (device, values)))
-        if self.guard is not None and self.guard.update(device, values):
-            self._queue.put_nowait(("shutdown", (device, values)))
+        if self.guard is not None:
+            fired = self.guard.update(device, values)
+            if fired:
+                self._queue.put_nowait(("shutdown", (device, values)))
+            elif not self.guard.fired and (device, "shutdown") in self.active:
+                self._on_alarm(AlarmChange(device, "shutdown", False, "critical",
+                                           f"{device}: runtime restored"))  # fmt: skip
+        self._changed()
 
     def _on_alarm(self, change: AlarmChange) -> None:
         key = (change.device, change.alarm)
@@ -95,6 +123,14 @@ class HardwareMonitor:
         else:
             self.active.pop(key, None)
         self._queue.put_nowait(("alarm", (change,)))
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:  # the panel must not stop the monitoring
+                log.exception("hardware change callback")
 
     async def _forward(self) -> None:
         while True:
@@ -110,6 +146,12 @@ class HardwareMonitor:
                     runtime = values.get(self.guard.config.value, 0.0)
                     reason = f"UPS {device}: {runtime:.0f} s of runtime left"
                     self.shutdowns += 1
+                    # announced first: the NOC learns why the branch stops taking calls
+                    change = AlarmChange(device, "shutdown", True, "critical",
+                                         f"{reason}: maintenance, clean shutdown", runtime)  # fmt: skip
+                    self.active[(device, "shutdown")] = change
+                    self._changed()
+                    await self.actions.alarm(change)
                     await self.actions.maintenance(True, reason)
                     await self.actions.flush_outbox()
             except Exception:  # the edge being down must not stop the monitoring
