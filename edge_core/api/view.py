@@ -209,6 +209,7 @@ class EdgeView:
                 "failures": s.failures, "last_status": s.last_status,
                 "last_probe": None if s.last_probe_at is None else self._iso(s.last_probe_at + offset),
                 "calls": busy.get(name, 0), "max_calls": t.max_calls or None,
+                "registration": self._registration(name, offset),
             })  # fmt: skip
         return {"mode": self.mode(), "trunks": out}
 
@@ -219,6 +220,13 @@ class EdgeView:
         self.config_control.set_maintenance(on, reason)
         self.publish({"type": "maintenance", "on": on, "reason": reason})
         return {"maintenance": on, "reason": reason, "accepting_calls": bool(self.endpoint.accepting_new)}
+
+    def _registration(self, trunk: str, offset: float) -> dict[str, Any] | None:
+        reg = self.core.registrations.registrations.get(trunk)
+        if reg is None:
+            return None
+        expires = None if reg.expires_at is None else self._iso(reg.expires_at + offset)
+        return {"state": reg.state, "expires": expires, "reason": reg.reason or None}
 
     def drill(self, seconds: float | None) -> dict[str, Any]:
         """Start (``seconds``) or end (None) the survivable drill."""

@@ -16,6 +16,7 @@ are tried on every trunk there is. What changes is told to ``on_routing_event``.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,19 +25,41 @@ from typing import Any
 from edge_core.config.schema import SiteConfig, Trunk
 from edge_core.media.sdp import SdpError, SessionDescription
 from edge_core.routing.dialplan import DialPlan, ExtensionTarget, FlowTarget, TrunkTarget
+from edge_core.routing.registration import OutboundRegistrations
 from edge_core.routing.trunks import TrunkChanged, TrunkMonitor
 from edge_core.routing.wan import Mode, ModeChanged, WanMonitor
 from edge_core.sip import transaction as txl
-from edge_core.sip.auth import DigestChallenger
+from edge_core.sip.auth import DigestChallenger, build_authorization
 from edge_core.sip.b2bua import B2BUA
 from edge_core.sip.call import TrunkAttempt
+from edge_core.sip.dialog import Leg
 from edge_core.sip.hosted import HostedCalls
-from edge_core.sip.message import NameAddr, Request, Response, SipParseError, SipUri, new_tag
+from edge_core.sip.message import (
+    NameAddr,
+    Request,
+    Response,
+    SipParseError,
+    SipUri,
+    new_call_id,
+    new_tag,
+)
 from edge_core.sip.registrar import Registrar
 
 log = logging.getLogger("edge.sip")
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, REFER, NOTIFY"
+
+
+class _Registering:
+    """The owner of an outbound REGISTER's client transaction."""
+
+    __slots__ = ("trunk", "attempt")
+
+    def __init__(self, trunk: str, attempt: int) -> None:
+        self.trunk, self.attempt = trunk, attempt
+
+
+_EXPIRES = re.compile(r";\s*expires\s*=\s*(\d+)", re.I)
 
 
 class _Probe:
@@ -91,6 +114,8 @@ class SipCore:
         self.trunks = TrunkMonitor(list(config.trunks), start)
         self.wan = WanMonitor(config.routing.wan, start)
         self.wan.signal("trunks", self.trunks.wan_up(), start)
+        self.registrations = OutboundRegistrations(list(config.trunks), start)
+        self._register_legs: dict[str, Leg] = {}  # trunk -> the binding's dialog-like state
         self.on_routing_event: Callable[[TrunkChanged | ModeChanged], None] | None = None
         """Told every trunk up/down and every mode change (the API's events, the outbox)."""
 
@@ -118,8 +143,62 @@ class SipCore:
             if name in old and old[name].config.kind == status.config.kind:
                 status.up, status.since, status.rtt_ms = old[name].up, old[name].since, old[name].rtt_ms
         self.wan.settings = config.routing.wan
+        wanted = {t.name: t for t in config.trunks if t.registration}
+        if {n: r.trunk for n, r in self.registrations.registrations.items()} != wanted:
+            self.registrations = OutboundRegistrations(list(config.trunks), now)  # register anew
+            self._register_legs.clear()
         self.wan.signal("trunks", self.trunks.wan_up(), now)
         self._routing_events(now)
+
+    def _register(self, name: str, now: float, challenge: tuple[str, str] | None = None) -> None:
+        """REGISTER to a carrier's registrar: same Call-ID for the binding, CSeq + 1
+        (§10.2.4); ``challenge`` is (header name, value) of a 401/407 to answer."""
+        t = self.registrations.registrations[name].trunk
+        leg = self._register_legs.get(name)
+        if leg is None:
+            aor = f"<sip:{t.username}@{t.host}>"
+            leg = Leg(call_id=new_call_id(self.b2bua.local[t.transport][0]), local_tag=new_tag(),
+                      local_party="", remote_party=aor, remote_target=f"sip:{t.host}:{t.port}",
+                      addr=(t.host, t.port), transport=t.transport)  # fmt: skip
+            leg.local_party = f"{aor};tag={leg.local_tag}"
+            self._register_legs[name] = leg
+        req = leg.request("REGISTER", self.b2bua._via(t.transport), "")
+        req.add_header("Contact", self.b2bua._contact(t.transport))
+        req.add_header("Expires", str(t.register_expires_s))
+        req.add_header("User-Agent", self.config.sip.user_agent)
+        if challenge is not None:
+            header = "Proxy-Authorization" if challenge[0] == "Proxy-Authenticate" else "Authorization"
+            try:
+                req.add_header(header, build_authorization(
+                    challenge[1], method="REGISTER", uri=req.uri, username=t.username or "",
+                    password=t.password or "", cnonce=new_tag(),
+                ))  # fmt: skip
+            except ValueError as exc:
+                log.warning("trunk %s: cannot answer the registrar's challenge: %s", name, exc)
+                self.registrations.answered(name, self.registrations.registrations[name].attempt,
+                                            403, f"unanswerable challenge: {exc}", None, now)  # fmt: skip
+                return
+        attempt = self.registrations.sent(name, challenged=challenge is not None)
+        tx = self.layer.send_request(req, leg.addr, now, reliable=t.transport == "tcp", transport=t.transport)
+        tx.owner = _Registering(name, attempt)
+
+    def _registered(self, owner: _Registering, resp: Response, now: float) -> None:
+        granted: float | None = None
+        expires = resp.header("Expires")
+        for contact in resp.header_values("Contact"):
+            m = _EXPIRES.search(contact)
+            if m and "sip:edge@" in contact:
+                granted = float(m.group(1))
+        if granted is None and expires and expires.strip().isdigit():
+            granted = float(expires)
+        reg = self.registrations.registrations[owner.trunk]
+        before = reg.state
+        result = self.registrations.answered(owner.trunk, owner.attempt, resp.status, resp.reason, granted, now)
+        if result == "challenge":
+            name = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+            self._register(owner.trunk, now, (name, resp.header(name) or ""))
+        elif result in ("registered", "failed") and reg.state != before:
+            log.warning("trunk %s registration %s%s", owner.trunk, reg.state, f": {reg.reason}" if reg.reason else "")
 
     def _probe(self, name: str, now: float) -> None:
         t = self.trunks.trunks[name].config
@@ -173,11 +252,20 @@ class SipCore:
                     self.trunks.answered(owner.trunk, owner.id, event.response.status, now)
                     self._routing_events(now)
                 return
+            if isinstance(owner, _Registering):
+                if event.response.status >= 200:
+                    self._registered(owner, event.response, now)
+                return
             self.b2bua.on_response(event.response, event.transaction, now)
         elif isinstance(event, txl.TransactionTimedOut):
             self.counters["transaction.timeout"] += 1
-            if isinstance(event.transaction.owner, _Probe):
+            owner = event.transaction.owner
+            if isinstance(owner, _Probe):
                 return  # the monitor's own, shorter, probe timeout has judged it already
+            if isinstance(owner, _Registering):
+                self.registrations.timed_out(owner.trunk, owner.attempt, now)
+                log.warning("trunk %s registration failed: timeout", owner.trunk)
+                return
             self.b2bua.on_timeout(event.transaction, now)
         elif isinstance(event, txl.CancelReceived):
             self.b2bua.on_cancel(event.invite_transaction, now)
@@ -194,7 +282,8 @@ class SipCore:
             self.b2bua.on_stray_response(event.response)
 
     def get_timer(self) -> float | None:
-        timers = (self.b2bua.get_timer(), self.hosted.get_timer(), self.trunks.get_timer(), self.wan.get_timer())
+        timers = (self.b2bua.get_timer(), self.hosted.get_timer(), self.trunks.get_timer(), self.wan.get_timer(),
+                  self.registrations.get_timer())  # fmt: skip
         deadlines = [t for t in timers if t is not None]
         return min(deadlines) if deadlines else None
 
@@ -204,6 +293,8 @@ class SipCore:
         for name in self.trunks.handle_timer(now):
             self._probe(name, now)
         self.wan.handle_timer(now)
+        for name in self.registrations.handle_timer(now):
+            self._register(name, now)
         self._routing_events(now)
 
     # -- requests ---------------------------------------------------------------------

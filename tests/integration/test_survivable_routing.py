@@ -142,3 +142,30 @@ def test_maintenance_mode_through_the_api_refuses_new_calls_until_turned_off(
     off = api_post(edge, "/v1/maintenance", {"on": False})
     assert off.status_code == 200 and off.json()["accepting_calls"] is True
     assert api_post(edge, "/v1/maintenance", {"on": "maybe"}).status_code == 422
+
+
+def test_the_edge_registers_to_its_carrier_answering_the_digest_challenge(
+    edge_factory: Callable[..., EdgeProcess], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """SIPp as the carrier's registrar (fake_registrar: 401, then 200 only for the right
+    digest); the trunk's registration shows in the API with its expiry."""
+    registrar = sipp_factory(
+        "fake_registrar", calls=1, timeout_s=CALL_TIMEOUT_S, trace_msg=True, name="carrier",
+        keys={"user": "branch001", "password": "s3cret-carrier", "realm": "carrier.test"},
+    ).start()  # fmt: skip
+    config = merged(FAST, {"trunks": [{
+        "name": "carrier", "host": LOCAL, "port": registrar.port, "kind": "local", "options_interval_s": 0,
+        "registration": True, "username": "branch001", "password": "s3cret-carrier", "register_expires_s": 600,
+    }], "routes": [{"match": r"^9(\d+)$", "trunk": "carrier", "number": r"\1"}]})  # fmt: skip
+    edge = edge_factory(config)
+
+    def registration() -> dict[str, Any]:
+        (trunk,) = api_get(edge, "/v1/trunks")["trunks"]
+        return dict(trunk["registration"])
+
+    state = wait_for(lambda: (r := registration())["state"] == "registered" and r, 10.0, what="registered")
+    assert state["expires"] is not None and state["reason"] is None
+    assert_ok(registrar.wait(timeout=10), calls=1)
+    sent = registrar.message_file.read_text(errors="replace")
+    assert 'Authorization: Digest username="branch001", realm="carrier.test"' in sent
+    assert "Expires: 600" in sent and "To: <sip:branch001@127.0.0.1>" in sent

@@ -157,3 +157,30 @@ def test_emergency_numbers_go_to_local_trunks_first_whatever_the_routes_say() ->
     ordinary = plan.route("5551234")
     assert isinstance(ordinary, TrunkTarget) and not ordinary.emergency
     assert [t.name for t in ordinary.trunks] == ["central", "pstn"]
+
+
+# -- outbound registration -------------------------------------------------------------------
+
+
+def test_registration_refreshes_before_expiry_and_backs_off_after_failures() -> None:
+    from edge_core.routing.registration import OutboundRegistrations
+
+    carrier = Trunk.model_validate({"name": "carrier", "host": "192.0.2.9", "registration": True,
+                                    "username": "u", "password": "p", "register_expires_s": 600})  # fmt: skip
+    r = OutboundRegistrations([carrier, trunk("plain")], now=0.0)
+    assert r.handle_timer(0.0) == ["carrier"]  # only trunks that register
+    first = r.sent("carrier")
+    assert r.answered("carrier", first, 401, "Unauthorized", None, 0.1) == "challenge"
+    second = r.sent("carrier", challenged=True)
+    assert r.answered("carrier", first, 200, "OK", 300, 0.2) == "stale"  # an older request's answer
+    assert r.answered("carrier", second, 200, "OK", 300, 0.2) == "registered"
+    assert r.get_timer() == 0.2 + 240.0  # 80 % of the granted 300 s
+    third = r.handle_timer(240.2) and r.sent("carrier")
+    assert r.answered("carrier", third, 401, "Unauthorized", None, 240.3) == "challenge"
+    fourth = r.sent("carrier", challenged=True)
+    assert r.answered("carrier", fourth, 401, "Unauthorized", None, 240.4) == "failed"  # wrong password
+    assert r.registrations["carrier"].reason == "401 Unauthorized"
+    assert r.get_timer() == 240.4 + 5.0
+    fifth = r.handle_timer(245.4) and r.sent("carrier")
+    r.timed_out("carrier", fifth, 277.4)
+    assert r.get_timer() == 277.4 + 10.0  # backing off
