@@ -39,6 +39,54 @@ def _edge_run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _duration(text: str) -> float:
+    """``60``, ``60s``, ``5m``, ``1h`` -> seconds."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    value = text.strip().lower()
+    scale = units.get(value[-1:], None)
+    number = value[:-1] if scale is not None else value
+    try:
+        seconds = float(number) * (scale or 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 60s, 5m, 1h)") from None
+    if not 0 < seconds <= 86400:
+        raise argparse.ArgumentTypeError(f"a drill lasts between 1 s and 24 h, not {text!r}")
+    return seconds
+
+
+def _edge_drill(args: argparse.Namespace) -> int:
+    """Start (or ``--stop``) the survivable drill on a running edge, through its API."""
+    import json
+
+    import httpx
+
+    from edge_core.config import ConfigError, load_config
+
+    socket = args.socket
+    if socket is None:
+        try:
+            socket = load_config(args.config).api.socket
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    transport = httpx.HTTPTransport(uds=socket)
+    try:
+        with httpx.Client(transport=transport, base_url="http://edge", timeout=5.0) as client:
+            if args.stop:
+                response = client.delete("/v1/drill")
+            else:
+                response = client.post("/v1/drill", json={"seconds": args.for_s})
+    except httpx.HTTPError as exc:
+        print(f"branchline edge drill: the edge's control API at {socket} does not answer: {exc}", file=sys.stderr)
+        return 1
+    if response.status_code != 200:
+        print(f"branchline edge drill: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    mode = response.json()
+    print(json.dumps(mode))
+    return 0
+
+
 def _info(args: argparse.Namespace) -> int:
     import json
     from importlib.metadata import version
@@ -102,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="site config YAML")
     run.add_argument("--ready-file", help="write listening ports as JSON here once ready")
     run.set_defaults(func=_edge_run)
+    drill = edge.add_parser("drill", help="force survivable mode for a while on a running edge (a drill)")
+    drill.add_argument("what", choices=["survivable"], help="what to drill")
+    drill.add_argument("--for", dest="for_s", type=_duration, default=60.0, help="how long: 60s, 5m, 1h")
+    drill.add_argument("--stop", action="store_true", help="end the drill now")
+    where = drill.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="the edge's site config (its api.socket)")
+    where.add_argument("--socket", help="the edge's control API socket")
+    drill.set_defaults(func=_edge_drill)
+
     check = edge.add_parser("check", help="validate a site config and exit")
     check.add_argument("--config", required=True)
     check.set_defaults(func=_edge_check)

@@ -169,3 +169,28 @@ def test_the_edge_registers_to_its_carrier_answering_the_digest_challenge(
     sent = registrar.message_file.read_text(errors="replace")
     assert 'Authorization: Digest username="branch001", realm="carrier.test"' in sent
     assert "Expires: 600" in sent and "To: <sip:branch001@127.0.0.1>" in sent
+
+
+def test_the_drill_command_starts_and_stops_survivable_mode(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    edge = edge_factory(merged(FAST, trunks(free_udp_port(), free_udp_port())))
+    socket = str(edge.workdir / edge.ready["api_socket"])
+
+    def drill(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "edge_core.cli", "edge", "drill", "survivable", *args],
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+
+    started = drill("--for", "2m", "--socket", socket)
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["mode"] == "survivable"
+    assert api_get(edge, "/v1/status")["mode"]["drill_until"] is not None
+    assert drill("--for", "soon", "--socket", socket).returncode == 2  # a clear usage error
+    stopped = drill("--stop", "--socket", socket)
+    assert stopped.returncode == 0 and json.loads(stopped.stdout)["drill_until"] is None
+    gone = drill("--socket", str(tmp_path / "nothing.sock"))
+    assert gone.returncode == 1 and "does not answer" in gone.stderr
