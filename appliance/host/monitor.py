@@ -2,7 +2,7 @@
 shutdown (maintenance mode, outbox flush, an announcement to the fleet), and the
 front-panel state. The edge is reached only through :class:`EdgeActions`;
 :class:`EdgeApiActions` is its implementation over the local control API (HTTP/JSON on
-the unix socket) and needs the hooks listed in its docstring.
+the unix socket; the hooks are in ``edge_core/api/hardware.py``).
 """
 
 from __future__ import annotations
@@ -154,6 +154,8 @@ class HardwareMonitor:
                     await self.actions.alarm(change)
                     await self.actions.maintenance(True, reason)
                     await self.actions.flush_outbox()
+            except httpx.HTTPError as exc:  # the edge is down or restarting: not a bug
+                log.warning("forwarding %s to the edge: %s", what, exc or type(exc).__name__)
             except Exception:  # the edge being down must not stop the monitoring
                 log.exception("forwarding %s to the edge", what)
 

@@ -79,7 +79,7 @@ class Agent:
         pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "edge_core.cli", "-v", "hw-agent", "--config", str(edge.config_path)],
+                [sys.executable, "-m", "edge_core.cli", "hw-agent", "--config", str(edge.config_path)],
                 cwd=edge.workdir, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": pythonpath},
             )  # fmt: skip
