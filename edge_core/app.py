@@ -45,7 +45,15 @@ from edge_core.sip.hosted import VoicemailMessage
 from edge_core.sip.registrar import Binding, BindingChange
 from edge_core.sip.transaction import TimerSettings, TransactionLayer
 from edge_core.sip.transport import SipEndpoint, TcpConnection, UdpProtocol
-from edge_core.store.db import AppliedConfig, BindingRow, CdrRow, EdgeStore, RecordingRow, TaskRow
+from edge_core.store.db import (
+    AppliedConfig,
+    BindingRow,
+    CdrRow,
+    EdgeStore,
+    OutboxQuota,
+    RecordingRow,
+    TaskRow,
+)
 from edge_core.telemetry import protocol
 from edge_core.telemetry.commands import LogRing
 
@@ -193,6 +201,7 @@ class EdgeDaemon:
         loop = asyncio.get_running_loop()
         started_at = self.started_at = time.time()
         self.store = store = await EdgeStore.open(self.config.store.path)
+        store.quota = OutboxQuota(self.config.store.outbox_max_bytes, tuple(self.config.store.shed_order))
         try:
             await self._restore_applied_config(store)
             config = self.config

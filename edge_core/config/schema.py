@@ -90,6 +90,13 @@ class MediaSettings(_Strict):
 
 class StoreSettings(_Strict):
     path: str = "var/edge.db"
+    outbox_max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+    """What the outbox may hold for the fleet while the WAN is down; past it, records
+    are shed (kept as tombstones: order and sequence stay) in ``shed_order``."""
+    shed_order: list[Literal["event", "interval", "voicemail", "task", "cdr"]] = [
+        "event", "interval", "voicemail", "task",
+    ]  # fmt: skip
+    """Kinds given up first to last, oldest first in each; CDRs only if listed."""
 
 
 class Extension(_Strict):

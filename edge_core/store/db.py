@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, astuple, dataclass, fields
@@ -351,20 +352,19 @@ class AppliedConfig:
     """Unix epoch seconds."""
 
 
-async def _outbox_add(db: aiosqlite.Connection, items: list[tuple[str, float, dict[str, Any]]]) -> None:
+async def _outbox_add(db: aiosqlite.Connection, items: list[tuple[str, float, dict[str, Any]]]) -> int:
     """Queue ``(kind, at, body)`` items for the fleet; call inside the source rows'
-    transaction, so both commit or neither does."""
+    transaction, so both commit or neither does. Returns the bytes of bodies added."""
     if not items:
-        return
+        return 0
     async with db.execute("SELECT last FROM outbox_seq WHERE id = 1") as cursor:
         row = await cursor.fetchone()
     assert row is not None
     last = int(row[0])
-    await db.executemany(
-        "INSERT INTO outbox (seq, kind, at, body) VALUES (?, ?, ?, ?)",
-        [(last + i, kind, at, json.dumps(body, separators=(",", ":"))) for i, (kind, at, body) in enumerate(items, 1)],
-    )
+    rows = [(last + i, kind, at, json.dumps(body, separators=(",", ":"))) for i, (kind, at, body) in enumerate(items, 1)]
+    await db.executemany("INSERT INTO outbox (seq, kind, at, body) VALUES (?, ?, ?, ?)", rows)
     await db.execute("UPDATE outbox_seq SET last = ? WHERE id = 1", (last + len(items),))
+    return sum(len(r[3]) for r in rows)
 
 
 _RECORDING_COLUMNS = ", ".join(f.name for f in fields(RecordingRow))
@@ -377,6 +377,26 @@ def _placeholders(row_type: type) -> str:
     return ", ".join("?" for _ in fields(row_type))
 
 
+TOMBSTONE = {"shed": True}
+"""What a shed record's body becomes: its seq and kind stay, so the fleet's
+contiguous-ack and the order survive; only the content is given up."""
+_TOMBSTONE_JSON = json.dumps(TOMBSTONE, separators=(",", ":"))
+
+
+@dataclass
+class OutboxQuota:
+    """How much the outbox may hold while the fleet is unreachable, and what goes first.
+
+    Metrics are never queued (they are published live and dropped when offline): they
+    are shed first by design. Then, oldest first within each kind, the kinds in
+    ``shed_order``; CDRs only if listed there. Shedding raises an ``outbox-shedding``
+    alarm event (once), cleared when the backlog is back under ``clear_at`` of the quota."""
+
+    max_bytes: int
+    shed_order: tuple[str, ...] = ("event", "interval", "voicemail", "task")
+    clear_at: float = 0.8
+
+
 class EdgeStore:
     """The edge's database. Open with ``await EdgeStore.open(path)``."""
 
@@ -386,6 +406,12 @@ class EdgeStore:
         self._lock = asyncio.Lock()
         self.outbox_written = asyncio.Event()
         """Set after a commit that added outbox rows (the drain waits on it)."""
+        self.quota: OutboxQuota | None = None
+        self.outbox_bytes = 0
+        """Bytes of record bodies in the outbox (kept up to date; summed at open)."""
+        self.shedding = False
+        self.shed_records = 0
+        """Records shed since the store was opened."""
 
     @classmethod
     async def open(cls, path: str | Path) -> EdgeStore:
@@ -408,6 +434,7 @@ class EdgeStore:
             await db.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
             store = cls(db, path)
             await store._migrate()
+            store.outbox_bytes = await store._outbox_size()
         except BaseException:
             await db.close()
             raise
@@ -432,10 +459,53 @@ class EdgeStore:
 
     @asynccontextmanager
     async def _outbox_transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A transaction that writes outbox rows: wakes the drain once it committed."""
-        async with self._transaction() as db:
-            yield db
+        """A transaction that writes outbox rows: wakes the drain once it committed;
+        sheds within the same transaction when the quota is passed."""
+        try:
+            async with self._transaction() as db:
+                yield db
+                if self.quota is not None and self.outbox_bytes > self.quota.max_bytes:
+                    await self._shed(db, self.quota)
+        except BaseException:
+            self.outbox_bytes = await self._outbox_size()  # a rollback: count again
+            raise
         self.outbox_written.set()
+
+    async def _outbox_size(self) -> int:
+        async with self._db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM outbox") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _shed(self, db: aiosqlite.Connection, quota: OutboxQuota) -> None:
+        """Raise the shedding alarm (the first time), then turn the oldest records of the
+        sheddable kinds into tombstones until the outbox fits (or nothing sheddable is left)."""
+        if not self.shedding:  # first, so the alarm's own bytes are counted in what fits
+            self.shedding = True
+            await self._alarm_event(db, True, f"outbox over {quota.max_bytes} bytes: shedding {', '.join(quota.shed_order)}")
+        shed = 0
+        for kind in quota.shed_order:
+            while self.outbox_bytes > quota.max_bytes:
+                async with db.execute(
+                    "SELECT seq, LENGTH(body) FROM outbox WHERE kind = ? AND body != ? ORDER BY seq LIMIT 500",
+                    (kind, _TOMBSTONE_JSON),
+                ) as cursor:
+                    rows = list(await cursor.fetchall())
+                if not rows:
+                    break
+                chosen = []  # the oldest, just enough of them
+                for seq, length in rows:
+                    chosen.append(seq)
+                    self.outbox_bytes -= int(length) - len(_TOMBSTONE_JSON)
+                    if self.outbox_bytes <= quota.max_bytes:
+                        break
+                await db.executemany("UPDATE outbox SET body = ? WHERE seq = ?", [(_TOMBSTONE_JSON, q) for q in chosen])
+                shed += len(chosen)
+        self.shed_records += shed
+
+    async def _alarm_event(self, db: aiosqlite.Connection, active: bool, detail: str) -> None:
+        body = {"type": "alarm", "alarm": "outbox-shedding", "subject": "outbox", "severity": "major",
+                "active": active, "detail": detail, "shed_records": self.shed_records}  # fmt: skip
+        self.outbox_bytes += await _outbox_add(db, [("event", time.time(), body)])
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -515,7 +585,7 @@ class EdgeStore:
                     astuple(cdr),
                 )
                 row_id = cursor.lastrowid
-                await _outbox_add(db, [("cdr", cdr.end_time, asdict(cdr))])
+                self.outbox_bytes += await _outbox_add(db, [("cdr", cdr.end_time, asdict(cdr))])
         except sqlite3.IntegrityError as exc:
             if "cdrs.call_id" in str(exc):
                 raise StoreError(f"a CDR for call {cdr.call_id} is already stored") from exc
@@ -532,7 +602,7 @@ class EdgeStore:
                     f"INSERT INTO cdrs ({_CDR_COLUMNS}) VALUES ({_placeholders(CdrRow)})",
                     [astuple(cdr) for cdr in cdrs],
                 )
-                await _outbox_add(db, [("cdr", cdr.end_time, asdict(cdr)) for cdr in cdrs])
+                self.outbox_bytes += await _outbox_add(db, [("cdr", cdr.end_time, asdict(cdr)) for cdr in cdrs])
         except sqlite3.IntegrityError as exc:
             if "cdrs.call_id" in str(exc):
                 raise StoreError(f"a CDR in this batch is already stored: {exc}") from exc
@@ -553,7 +623,7 @@ class EdgeStore:
                 "INSERT OR REPLACE INTO interval_stats (start, end, kind, name, data) VALUES (?, ?, ?, ?, ?)",
                 values,
             )
-            await _outbox_add(db, records)
+            self.outbox_bytes += await _outbox_add(db, records)
 
     async def list_intervals(self, kind: str) -> list[dict[str, Any]]:
         async with self._lock, self._db.execute(
@@ -572,20 +642,20 @@ class EdgeStore:
             )
             body = {"call_id": call_id, "mailbox": mailbox, "caller": caller, "path": path,
                     "received_at": received_at, "duration_s": duration_s}  # fmt: skip
-            await _outbox_add(db, [("voicemail", received_at, body)])
+            self.outbox_bytes += await _outbox_add(db, [("voicemail", received_at, body)])
 
     async def insert_task(self, task: TaskRow) -> None:
         async with self._outbox_transaction() as db:
             cursor = await db.execute(
                 f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({_placeholders(TaskRow)})", astuple(task)
             )
-            await _outbox_add(db, [("task", task.created_at, {"id": cursor.lastrowid, **asdict(task)})])
+            self.outbox_bytes += await _outbox_add(db, [("task", task.created_at, {"id": cursor.lastrowid, **asdict(task)})])
 
     async def insert_event(self, at: float, body: dict[str, Any]) -> None:
         """An event for the fleet (mode change, trunk down, alarm...): it has no table
         of its own, the outbox is its source row. ``body`` should carry a ``type``."""
         async with self._outbox_transaction() as db:
-            await _outbox_add(db, [("event", at, body)])
+            self.outbox_bytes += await _outbox_add(db, [("event", at, body)])
 
     async def list_tasks(self, status: str = "open") -> list[TaskRow]:
         async with self._lock, self._db.execute(
@@ -632,7 +702,14 @@ class EdgeStore:
     async def outbox_delete_upto(self, seq: int) -> int:
         """Delete the records the fleet acknowledged (``seq`` and below); how many went."""
         async with self._transaction() as db:
+            async with db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM outbox WHERE seq <= ?", (seq,)) as c:
+                row = await c.fetchone()
             cursor = await db.execute("DELETE FROM outbox WHERE seq <= ?", (seq,))
+            self.outbox_bytes -= int(row[0]) if row else 0
+            quota = self.quota
+            if self.shedding and quota is not None and self.outbox_bytes < quota.clear_at * quota.max_bytes:
+                self.shedding = False
+                await self._alarm_event(db, False, "the outbox fits again")
             return int(cursor.rowcount)
 
     async def outbox_backlog(self) -> int:
