@@ -11,6 +11,10 @@ session's in-flight messages in MQTT 3.1.1). Workers share the load through the
 The supervisor writes ``--status-file`` (JSON: its pid and each worker's index, pid,
 client id and restart count) whenever that changes, and each worker writes its
 counters to ``--stats-dir/worker-{index}.json`` about twice a second.
+
+With ``--http host:port`` the supervisor also runs the NOC API and dashboard
+(``python -m fleet.api serve``, see ``fleet/api``) as one more child, restarted like a
+worker; it pushes configs through ``--broker`` signed with ``--signing-key``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ log = logging.getLogger(__name__)
 
 RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
+API_INDEX = -1
+"""The child index of the NOC API process (``--http``)."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-bytes", type=int, default=1_000_000, help="payload bytes per transaction, at most")
     parser.add_argument("--status-file", help="write supervisor and worker pids here (JSON)")
     parser.add_argument("--stats-dir", help="each worker writes its counters here (JSON)")
+    parser.add_argument("--http", help="also serve the NOC API and dashboard on host:port (python -m fleet.api)")
+    parser.add_argument("--tokens", default="var/fleet-tokens.json", help="the API's token file (hashes only)")
+    parser.add_argument("--signing-key", default="var/fleet-signing.pem",
+                        help="ed25519 PEM the API signs pushed configs with (created when missing)")
 
 
 @dataclass
@@ -67,6 +77,10 @@ class Supervisor:
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         a = self.args
+        if index == API_INDEX:
+            return subprocess.Popen([sys.executable, "-m", "fleet.api", "serve", "--no-migrate", "--db", a.db,
+                                     "--http", a.http, "--tokens", a.tokens, "--broker", a.broker,
+                                     "--signing-key", a.signing_key])
         argv = [sys.executable, "-m", "fleet.service", "worker", "--index", str(index),
                 "--db", a.db, "--broker", a.broker, "--group", a.group,
                 "--client-prefix", a.client_prefix, "--max-batch-messages", str(a.max_batch_messages),
@@ -84,9 +98,11 @@ class Supervisor:
             "workers": [
                 {"index": c.index, "pid": c.proc.pid, "client_id": f"{self.args.client_prefix}-{c.index}",
                  "restarts": c.restarts, "running": c.proc.poll() is None}
-                for c in self.children
+                for c in self.children if c.index != API_INDEX
             ],
         }
+        doc["api"] = [{"pid": c.proc.pid, "http": self.args.http, "restarts": c.restarts,
+                       "running": c.proc.poll() is None} for c in self.children if c.index == API_INDEX]
         tmp = Path(self.args.status_file + ".tmp")
         tmp.write_text(json.dumps(doc))
         tmp.replace(self.args.status_file)
@@ -102,6 +118,8 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         self.children = [_Child(i, self._spawn(i)) for i in range(self.args.workers)]
+        if self.args.http:  # the NOC API: one more child, restarted like a worker
+            self.children.append(_Child(API_INDEX, self._spawn(API_INDEX)))
         self._write_status()
         log.info("fleet: %d worker(s) on %s -> %s", self.args.workers, self.args.broker, self.args.db)
         while not self.stopping:
