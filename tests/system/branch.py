@@ -31,7 +31,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.configs import load_signing_key, public_key_b64
 from tests.brokers import mosquitto_binary
-from tests.sipp import EdgeProcess, Sipp, deep_merge, default_edge_config, sipp_binary, wait_for, write_users_csv
+from tests.sipp import (
+    EdgeProcess,
+    Sipp,
+    deep_merge,
+    default_edge_config,
+    sipp_binary,
+    wait_for,
+    write_users_csv,
+)
 from tests.system.netlab import CENTRAL_IP, PHONE_IP, PSTN_IP, SITE_LAN_IP, Netlab, listening
 
 BROKER_PORT = 1883
