@@ -454,12 +454,12 @@ class HostedCalls:
         self._drain_center(now)
 
     def _transfer(self, hosted: HostedCall, number: str, now: float) -> None:
-        target = self.dial_plan.route(number)
-        bindings = self.registrar.lookup(target.number, self.wall()) if isinstance(target, ExtensionTarget) else []
-        if not bindings:
+        """Ring ``number`` (a phone, or out by a trunk the mode allows) for the caller."""
+        target = self._reach(number)
+        if target is None:
             self.b2bua.hang_up(hosted.call, now, cause="transfer-failed", reason="Transfer Failed")
             return
-        hosted.rings[""] = self.b2bua.offer_leg(hosted.call, bindings[0], "", now)
+        hosted.rings[""] = self.b2bua.offer_leg(hosted.call, target, "", now)
 
     def drain(self, now: float) -> None:
         """Carry out what the contact center asks after an outside change (an agent
@@ -502,6 +502,15 @@ class HostedCalls:
                 hosted.queue = hosted.call.queue = action.target  # moved by the center; keeps waiting
                 return
             hosted.queue = None
+            if isinstance(action, acd.Overflow) and action.kind == "number":
+                # e.g. a central queue over the WAN; in survivable mode (or with nowhere
+                # to go) the flow's overflow branch is the local alternative
+                target = self._reach(action.target)
+                if target is not None:
+                    self.b2bua.media.stop_play(hosted.call.a.media)
+                    hosted.rings[""] = self.b2bua.offer_leg(hosted.call, target, "", now)
+                    return
+                log.info("call %s: overflow to %s not reachable now: the flow's own way", hosted.call.id, action.target)
             if hosted.run is not None:
                 self.b2bua.media.stop_play(hosted.call.a.media)
                 self._apply(hosted, hosted.run.on_queue_result("overflow", now, self._wall()), now)

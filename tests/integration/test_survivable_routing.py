@@ -194,3 +194,37 @@ def test_the_drill_command_starts_and_stops_survivable_mode(
     assert stopped.returncode == 0 and json.loads(stopped.stdout)["drill_until"] is None
     gone = drill("--socket", str(tmp_path / "nothing.sock"))
     assert gone.returncode == 1 and "does not answer" in gone.stderr
+
+
+async def test_queue_overflow_to_a_central_number_goes_over_the_wan_only_when_it_is_up(
+    edge_factory: Callable[..., EdgeProcess], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """A queue that overflows to a number on the central platform: in normal mode the
+    waiting caller is put through to it over the wan trunk; in survivable mode that is
+    skipped and the flow's own overflow way (here: hang up, cause queue-overflow) is the
+    local alternative."""
+    import asyncio
+
+    from appliance.sim.phones import Phone
+    from tests.integration.test_contact_center import DOMAIN, USERS, site
+
+    central = sipp_factory("uas_answer", calls=1, timeout_s=60, trace_msg=True, name="central").start()
+    config = site(tmp_path, join_empty=True, max_wait_s=1.0, overflow={"type": "number", "target": "95551234"})
+    config["trunks"] = [{"name": "central", "host": LOCAL, "port": central.port, "kind": "wan",
+                         "trusted": False, "options_interval_s": 0}]  # fmt: skip
+    config["routes"].append({"match": r"^9(\d+)$", "trunks": ["central"], "number": r"\1"})
+    config["routing"] = {"wan": {"signals": ["trunks"], "min_dwell_s": 0}}
+    edge = edge_factory(config)
+    caller = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    async with caller:
+        await caller.register()
+        through = await caller.call("100", talk_s=4.0, digits="1")
+        assert through.status == 200 and through.hangup_side == "caller", through.line(1)
+        assert invites(central) == [f"sip:5551234@{LOCAL}:{central.port}"]
+        assert (await asyncio.to_thread(api_post, edge, "/v1/drill", {"seconds": 600})).status_code == 200
+        local = await caller.call("100", talk_s=10.0, digits="1")
+        assert local.status == 200 and local.hangup_side == "callee", local.line(1)
+    edge.stop()
+    first, second = [r for r in cdrs(edge) if r["destination"] == "flow:hotline"]
+    assert first["b_call_id"] is not None and first["transfers"] == 0
+    assert second["cause"] == "ivr-queue-overflow" and len(invites(central)) == 1
