@@ -68,11 +68,13 @@ class Branch:
     """Build with ``Branch(workdir, site_id, overrides)``, then :meth:`start`; :meth:`close` always."""
 
     def __init__(self, workdir: Path, site_id: str, overrides: Mapping[str, Any] | None = None,
-                 *, trunk_keepalive: Mapping[str, Any] | None = None) -> None:  # fmt: skip
+                 *, fast: bool = True) -> None:  # fmt: skip
+        """``fast``: the FAST_* settings above; else the schema's defaults throughout."""
         self.workdir = workdir
         self.site_id = site_id
         self.overrides = dict(overrides or {})
-        self.trunk_keepalive = dict(FAST_TRUNK if trunk_keepalive is None else trunk_keepalive)
+        self.fast = fast
+        self.trunk_keepalive = dict(FAST_TRUNK if fast else {})
         self.lab = Netlab()
         self.sipps: list[Sipp] = []
         self.edge: EdgeProcess | None = None
@@ -103,8 +105,7 @@ class Branch:
                                 timeout_s=None).start()  # fmt: skip
         wait_for(lambda: listening(self.callee.pid or 0, PHONE_PORTS["2001"], "udp"), 10, what="callee listening")
         wait_for(lambda: self.fleet_site().get("status") == "online", 30, what="the fleet to see the site online")
-        wait_for(lambda: self.trunk("central")["rtt_ms"] is not None or not self.trunk_keepalive.get(
-            "options_interval_s", 1), 30, what="a keepalive answered by central")  # fmt: skip
+        wait_for(lambda: self.trunk("central")["rtt_ms"] is not None, 30, what="a keepalive answered by central")
         return self
 
     def close(self) -> None:
@@ -231,7 +232,7 @@ class Branch:
         peer = {"port": SIP_PORT, "transport": "udp", "trusted": False, **self.trunk_keepalive}
         site = {
             "site": {"id": self.site_id, "name": "System test branch"},
-            "sip": {"listen_host": SITE_LAN_IP, **FAST_SIP},
+            "sip": {"listen_host": SITE_LAN_IP, **(FAST_SIP if self.fast else {})},
             "media": {"host": SITE_LAN_IP, "record_calls": False},
             "extensions": [{"number": n, "password": p} for n, p in PHONES.items()],
             "trunks": [{"name": "central", "host": CENTRAL_IP, "kind": "wan", **peer},
@@ -239,7 +240,8 @@ class Branch:
             "routes": [{"match": r"^(\d{4})$", "extension": r"\1"},
                        {"match": r"^9(\d+)$", "trunks": ["central", "pstn"], "number": r"\1"}],
             "telemetry": {"enabled": True, "broker_url": self.broker_url,
-                          "fleet_public_key": public_key_b64(self.signing_key), **FAST_TELEMETRY},
+                          "fleet_public_key": public_key_b64(self.signing_key),
+                          **(FAST_TELEMETRY if self.fast else {})},
         }  # fmt: skip
         return deep_merge(deep_merge(base, site), self.overrides)
 

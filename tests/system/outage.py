@@ -21,6 +21,8 @@ from tests.system.branch import Branch, iso_to_epoch
 Cut = Literal["link", "nft"]
 LOCAL_RATE, LOCAL_HOLD_MS = 2.0, 2000  # about four local calls up at any moment
 OUTBOUND_RATE, OUTBOUND_HOLD_MS = 2.0, 300
+SYNTHETIC_CALLER = "resync"
+"""``from_number`` of records a benchmark buffers straight into the edge's store."""
 
 
 @dataclass
@@ -72,7 +74,11 @@ class Outage:
 
     def outage_ids(self) -> set[str]:
         """CDRs of calls that ended while the WAN was cut (made during the outage)."""
-        return {c["call_id"] for c in self.edge_cdrs if self.cut_at <= c["end_time"] <= self.restore_at}
+        return {c["call_id"] for c in self.edge_cdrs
+                if self.cut_at <= c["end_time"] <= self.restore_at and c["from_number"] != SYNTHETIC_CALLER}  # fmt: skip
+
+    def synthetic_ids(self) -> set[str]:
+        return {c["call_id"] for c in self.edge_cdrs if c["from_number"] == SYNTHETIC_CALLER}
 
     def fleet_counts(self) -> Counter[str]:
         return Counter(body["call_id"] for _, _, body in self.fleet_cdrs)
@@ -91,6 +97,8 @@ class Outage:
             "outage_records": len(outage),
             "delivered_records": sum(1 for i in outage if counts[i] >= 1),
             "duplicates": sum(n - 1 for n in counts.values()),
+            "buffered_records": len(self.synthetic_ids()),
+            "buffered_delivered": sum(1 for i in self.synthetic_ids() if counts[i] >= 1),
             "resync_s": round(self.resync_s, 3),
             **self.extra,
         }
@@ -102,9 +110,11 @@ def _wait_mode(branch: Branch, mode: str, timeout_s: float) -> float:
 
 
 def run_outage(branch: Branch, how: Cut, *, push_config: bool = True, outage_local_calls: int = 3,
-               during_outage: Callable[[], dict[str, Any]] | None = None,
-               detect_timeout_s: float = 30.0, restore_timeout_s: float = 40.0) -> Outage:  # fmt: skip
-    """Cut the WAN under load and bring it back; see the module docstring."""
+               during_outage: Callable[[], dict[str, Any]] | None = None, detect_timeout_s: float = 30.0,
+               restore_timeout_s: float = 40.0, call_timeout_s: float = 30.0, hold_s: float = 0.0) -> Outage:  # fmt: skip
+    """Cut the WAN under load and bring it back; see the module docstring. ``hold_s``:
+    keep the WAN cut at least this long after the switch (a scripted outage length,
+    e.g. past ``min_dwell_s`` so the restore is not held back by the dwell window)."""
     local = branch.local_calls(LOCAL_RATE, LOCAL_HOLD_MS)
     outbound = branch.outbound_calls(OUTBOUND_RATE, OUTBOUND_HOLD_MS)
     cut_at = restore_at = 0.0
@@ -122,7 +132,7 @@ def run_outage(branch: Branch, how: Cut, *, push_config: bool = True, outage_loc
         cut_at = time.time()
         branch.lab.cut_link() if how == "link" else branch.lab.blackhole()
         survivable_at = _wait_mode(branch, "survivable", detect_timeout_s)
-        first = wait_for(lambda: answered(cut_at, "trunk:pstn"), 30, what="an outbound call through pstn")
+        first = wait_for(lambda: answered(cut_at, "trunk:pstn"), call_timeout_s, what="an outbound call through pstn")
         first_local_call_at = min(c["answer_time"] for c in first)
 
         version = None
@@ -132,8 +142,9 @@ def run_outage(branch: Branch, how: Cut, *, push_config: bool = True, outage_loc
             version = branch.push_config({"extensions": extensions}, reason="new desk during the outage")
         extra = during_outage() if during_outage else {}
         wait_for(lambda: len([c for c in branch.edge_cdrs() if c["destination"] == "extension:2001"
-                              and c["start_time"] > survivable_at]) >= outage_local_calls, 30,
+                              and c["start_time"] > survivable_at]) >= outage_local_calls, call_timeout_s,
                  what=f"{outage_local_calls} local calls made in survivable mode")  # fmt: skip
+        time.sleep(max(0.0, survivable_at + hold_s - time.time()))  # the schedule, not a wait
         if version is not None:
             applied_early = branch.api("/v1/config")["version"] == version
 
