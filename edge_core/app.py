@@ -264,6 +264,7 @@ class EdgeDaemon:
 
             api = await serve(create_app(view, keepalive_s=config.api.sse_keepalive_s), config.api.socket)
         ticker = asyncio.create_task(self._tick(view))
+        lag_watch = asyncio.create_task(self._watch_lag(core))
         logs = None
         if config.telemetry.enabled:
             logs = LogRing(config.telemetry.log_lines)
@@ -304,6 +305,7 @@ class EdgeDaemon:
         if logs is not None:
             logging.getLogger().removeHandler(logs)
         ticker.cancel()
+        lag_watch.cancel()
         if api is not None:
             await api.stop()  # after the drain: the shutdown's call_ended events went out
         writer.cancel()
@@ -605,6 +607,30 @@ class EdgeDaemon:
         self._interval_start = end
         if rows:
             self._writes.put_nowait(IntervalRows(rows))
+
+    async def _watch_lag(self, core: SipCore) -> None:
+        """Overload protection: how late a 50 ms sleep wakes is how far behind the loop
+        is. Past ``sip.overload_lag_ms`` new calls are refused (503); back below half
+        of it for a second, they are taken again."""
+        limit = self.config.sip.overload_lag_ms / 1000.0
+        if limit <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        period, calm_since = 0.05, None
+        while True:
+            start = loop.time()
+            await asyncio.sleep(period)  # the probe itself: its lateness is the measurement
+            now = loop.time()
+            lag = now - start - period
+            if lag > limit and not core.overloaded:
+                core.overloaded = True
+                log.warning("overloaded: the loop runs %.0f ms late; new calls get 503 until it catches up", lag * 1000)
+            elif core.overloaded:
+                calm_since = (calm_since or now) if lag < limit / 2 else None
+                if calm_since is not None and now - calm_since >= 1.0:
+                    core.overloaded, calm_since = False, None
+                    log.warning("overload over: taking new calls again (%d refused so far)",
+                                core.counters["overload.refused"])  # fmt: skip
 
     async def _tick(self, view: EdgeView) -> None:
         while True:

@@ -60,6 +60,10 @@ class SipSettings(_Strict):
     registration_max_expires_s: int = Field(default=3600, ge=1)
     ring_timeout_s: float = Field(default=60.0, gt=0)
     t1_ms: int = Field(default=500, ge=50, le=5000)
+    overload_lag_ms: int = Field(default=250, ge=0, le=10_000)
+    """When the event loop runs this late, new calls get 503 + Retry-After (emergency
+    calls excepted) until it has caught up: shed load rather than let ring and
+    retransmission timers fire on answers still unread in the socket (0: never)."""
     user_agent: str = "Branchline-edge"
 
     @model_validator(mode="after")

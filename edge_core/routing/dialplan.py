@@ -77,6 +77,9 @@ class DialPlan:
             for r in config.routes
         ]
 
+    def is_emergency(self, dialled: str) -> bool:
+        return dialled in self._emergency
+
     def route(self, dialled: str) -> RouteTarget | None:
         """Where a call to ``dialled`` goes, or None (the caller gets 404)."""
         if dialled in self._emergency and self._emergency_trunks:

@@ -115,6 +115,8 @@ class SipCore:
         self.wan = WanMonitor(config.routing.wan, start)
         self.wan.signal("trunks", self.trunks.wan_up(), start)
         self.registrations = OutboundRegistrations(list(config.trunks), start)
+        self.overloaded = False
+        """Set by the daemon while its loop lags (``sip.overload_lag_ms``): new calls get 503."""
         self._register_legs: dict[str, Leg] = {}  # trunk -> the binding's dialog-like state
         self.on_routing_event: Callable[[TrunkChanged | ModeChanged], None] | None = None
         """Told every trunk up/down and every mode change (the API's events, the outbox)."""
@@ -392,6 +394,12 @@ class SipCore:
             caller = SipUri.parse(NameAddr.parse(req.header("From") or "").uri)
         except SipParseError as exc:
             self._reply(tx, 400, now, f"Bad URI: {exc}"[:60])
+            return
+        if self.overloaded and not self.dialplan.is_emergency(ruri.user or ""):
+            self.counters["overload.refused"] += 1
+            resp = Response.for_request(req, 503, "Overloaded", to_tag=new_tag())
+            resp.add_header("Retry-After", "5")
+            self.layer.send_response(tx, resp, now)
             return
         trunk = self.dialplan.trunk_for_source(*addr)
         caller_number = caller.user or "anonymous"

@@ -228,3 +228,39 @@ async def test_queue_overflow_to_a_central_number_goes_over_the_wan_only_when_it
     first, second = [r for r in cdrs(edge) if r["destination"] == "flow:hotline"]
     assert first["b_call_id"] is not None and first["transfers"] == 0
     assert second["cause"] == "ivr-queue-overflow" and len(invites(central)) == 1
+
+
+async def test_an_edge_that_falls_behind_refuses_new_calls_with_503_until_it_catches_up(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    """Overload protection, provoked for real: the daemon is stopped (SIGSTOP) for a
+    second, so its loop wakes that late; new calls then get 503 with Retry-After, and
+    once the loop has been on time for a second, calls are taken again. (Emergency
+    numbers pass the gate: ``DialPlan.is_emergency``, checked in SipCore._on_invite.)"""
+    import asyncio
+    import os
+    import signal
+
+    from appliance.sim.phones import Phone
+    from tests.integration.test_contact_center import DOMAIN, USERS, site
+    from tests.sipp import wait_for_async
+
+    edge = edge_factory(site(tmp_path))
+    alice = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    bob = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    async with alice, bob:
+        await asyncio.gather(alice.register(), bob.register())
+        assert edge.proc is not None
+        os.kill(edge.proc.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(1.0)  # the stall being simulated, not a wait for an event
+        finally:
+            os.kill(edge.proc.pid, signal.SIGCONT)
+        await wait_for_async(lambda: "overloaded: the loop runs" in edge.stderr_text(), 5.0, what="overload seen")
+        refused = await alice.call("2001", talk_s=0.2)
+        assert (refused.status, refused.reason) == (503, "Overloaded"), refused.line(1)
+        await wait_for_async(lambda: "overload over" in edge.stderr_text(), 10.0, what="overload over")
+        taken = await alice.call("2001", talk_s=0.2, callee=bob)
+        assert taken.status == 200, taken.line(1)
+    status = api_get(edge, "/v1/status")
+    assert status["sip"]["core"]["overload.refused"] >= 1
