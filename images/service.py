@@ -16,7 +16,7 @@ import subprocess
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 State = Literal["running", "starting", "stopped", "backoff", "exited", "fatal", "unknown"]
 
@@ -54,19 +54,13 @@ class _UnixHTTPConnection(http.client.HTTPConnection):
 
     def connect(self) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
         self.sock = sock
-
-
-class _UnixTransport(xmlrpc.client.Transport):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__()
-        self._path = path
-        self._timeout = timeout
-
-    def make_connection(self, host: object) -> http.client.HTTPConnection:
-        return _UnixHTTPConnection(self._path, self._timeout)
 
 
 _SUPERVISOR_STATES: dict[str, State] = {
@@ -82,21 +76,31 @@ class Supervisor:
         self.socket_path = Path(socket_path)
         self._timeout = timeout_s
 
-    def _rpc(self) -> xmlrpc.client.ServerProxy:
-        return xmlrpc.client.ServerProxy(
-            "http://localhost/RPC2", transport=_UnixTransport(str(self.socket_path), self._timeout)
-        )
+    def _call(self, method: str, *args: Any) -> Any:
+        """One XML-RPC call on a fresh connection (raises xmlrpc.client.Fault, OSError)."""
+        body = xmlrpc.client.dumps(args, method).encode()
+        conn = _UnixHTTPConnection(str(self.socket_path), self._timeout)
+        try:
+            conn.request("POST", "/RPC2", body, {"Content-Type": "text/xml"})
+            with conn.getresponse() as resp:
+                data, status = resp.read(), resp.status
+        finally:
+            conn.close()
+        if status != 200:
+            raise ServiceError(f"supervisord answered HTTP {status} to {method}")
+        (result,), _ = xmlrpc.client.loads(data)
+        return result
 
     def start(self, name: str) -> None:
         try:
-            self._rpc().supervisor.startProcess(name, False)
+            self._call("supervisor.startProcess", name, False)
         except xmlrpc.client.Fault as exc:
             if "ALREADY_STARTED" not in exc.faultString:
                 raise ServiceError(f"start {name}: {exc.faultString}") from None
 
     def stop(self, name: str) -> None:
         try:
-            self._rpc().supervisor.stopProcess(name, True)
+            self._call("supervisor.stopProcess", name, True)
         except xmlrpc.client.Fault as exc:
             if "NOT_RUNNING" not in exc.faultString:
                 raise ServiceError(f"stop {name}: {exc.faultString}") from None
@@ -107,7 +111,7 @@ class Supervisor:
 
     def status(self, name: str) -> ServiceStatus:
         try:
-            info = self._rpc().supervisor.getProcessInfo(name)
+            info = self._call("supervisor.getProcessInfo", name)
         except xmlrpc.client.Fault as exc:
             raise ServiceError(f"status {name}: {exc.faultString}") from None
         assert isinstance(info, dict)
@@ -119,13 +123,14 @@ class Supervisor:
 
     def ping(self) -> bool:
         try:
-            return self._rpc().supervisor.getState()["statename"] == "RUNNING"  # type: ignore[index]
+            state = self._call("supervisor.getState")
         except (OSError, xmlrpc.client.Error):
             return False
+        return isinstance(state, dict) and state.get("statename") == "RUNNING"
 
 
 def supervisor_program(root: Path, *, name: str = EDGE_SERVICE, start_retries: int = 3,
-                       start_s: int = 2) -> str:
+                       start_s: int = 2, autostart: bool = True) -> str:
     """The ``[program:...]`` section that runs the edge from ``ROOT/current``.
 
     ``startsecs``/``startretries`` are supervisord's own crash-loop limit; the
@@ -133,7 +138,7 @@ def supervisor_program(root: Path, *, name: str = EDGE_SERVICE, start_retries: i
     return f"""[program:{name}]
 command={root}/current/venv/bin/branchline edge run --config {root}/current/etc/site.yaml --ready-file {root}/data/edge.ready
 directory={root}/data
-autostart=true
+autostart={'true' if autostart else 'false'}
 autorestart=true
 startsecs={start_s}
 startretries={start_retries}

@@ -58,7 +58,7 @@ class BoxState:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> BoxState:
-        slots = {s: SlotRecord(**raw.get("slots", {}).get(s, {})) for s in SLOTS}
+        slots: dict[str, SlotRecord] = {s: SlotRecord(**raw.get("slots", {}).get(s, {})) for s in SLOTS}
         return cls(slots=slots, history=list(raw.get("history", [])))
 
 
