@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--socket", help="the edge's control API socket (default: api.socket of the config)")
     hw.set_defaults(func=_hw_agent)
 
+    from images.cli import add_image_commands  # image build|verify|install|keygen|status
+
+    add_image_commands(sub)
+
     info = sub.add_parser("info", help="version and which kernel implementations are loaded")
     info.set_defaults(func=_info)
 
