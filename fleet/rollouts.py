@@ -1,0 +1,264 @@
+"""Staged rollouts of update bundles: campaigns, waves that stop themselves, per-site state.
+
+A campaign targets a set of sites and splits them into waves (default: 1 site, then
+5 %, 25 %, 100 % of the target, cumulative). :class:`Campaign` is sans-I/O: it is told
+the time and each site's result and says which sites to start next. Rules:
+
+* at most ``max_concurrent`` installs in flight; a site starts only inside its window
+  (``window_start_h``..``window_end_h`` local hours; outside business hours by default);
+* a wave is done when every site in it has a result; the campaign advances when the
+  wave's success rate is at least ``success_threshold``;
+* it **halts** as soon as a wave's failure rate (failed / wave size) passes
+  ``error_threshold`` -- the remaining sites of that wave and every later wave never start;
+* an operator can pause, resume or abort.
+
+:class:`RolloutStore` keeps campaigns and per-site state (with every rollback reason)
+in two tables of this module's own metadata, created on the fleet store's engine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, Text, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+CampaignState = Literal["running", "paused", "halted", "aborted", "done"]
+SiteState = Literal["waiting", "installing", "committed", "rolled_back", "failed", "skipped"]
+DEFAULT_WAVES = (1, 0.05, 0.25, 1.0)
+"""An int is a site count, a float a fraction of the target (cumulative)."""
+
+
+@dataclass
+class CampaignSpec:
+    name: str
+    bundle_version: str
+    bundle_url: str
+    sites: list[str]
+    waves: tuple[float, ...] = DEFAULT_WAVES
+    success_threshold: float = 0.9
+    """A wave's committed/size must reach this to advance."""
+    error_threshold: float = 0.2
+    """A wave's failed/size above this halts the campaign."""
+    max_concurrent: int = 10
+    window_start_h: int = 20
+    window_end_h: int = 6
+    """Installs start only between these local hours (wrapping midnight); equal = always."""
+    timezone: str = "UTC"
+
+
+def plan_waves(sites: list[str], waves: tuple[float, ...]) -> list[list[str]]:
+    """Split ``sites`` (in order) into waves; each entry is a cumulative count or fraction."""
+    out: list[list[str]] = []
+    done = 0
+    for step in waves:
+        upto = int(step) if isinstance(step, int) or step > 1 else math.ceil(step * len(sites))
+        upto = min(max(upto, done), len(sites))
+        if upto > done:
+            out.append(sites[done:upto])
+            done = upto
+    if done < len(sites):
+        out.append(sites[done:])
+    return out
+
+
+def in_window(spec: CampaignSpec, now: float, tz: tzinfo | None = None) -> bool:
+    hour = datetime.fromtimestamp(now, tz or ZoneInfo(spec.timezone)).hour
+    start, end = spec.window_start_h, spec.window_end_h
+    if start == end:
+        return True
+    return start <= hour < end if start < end else (hour >= start or hour < end)
+
+
+@dataclass
+class SiteProgress:
+    state: SiteState = "waiting"
+    reason: str = ""
+    wave: int = 0
+    started_at: float | None = None
+    done_at: float | None = None
+
+
+@dataclass
+class Campaign:
+    spec: CampaignSpec
+    state: CampaignState = "running"
+    wave: int = 0
+    halt_reason: str = ""
+    sites: dict[str, SiteProgress] = field(default_factory=dict)
+    waves: list[list[str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.waves:
+            self.waves = plan_waves(list(self.spec.sites), self.spec.waves)
+        for i, wave in enumerate(self.waves):
+            for site in wave:
+                self.sites.setdefault(site, SiteProgress(wave=i))
+
+    def _wave_counts(self, i: int) -> tuple[int, int, int]:
+        members = [self.sites[s] for s in self.waves[i]]
+        ok = sum(p.state == "committed" for p in members)
+        bad = sum(p.state in ("rolled_back", "failed") for p in members)
+        return ok, bad, len(members)
+
+    def start_next(self, now: float) -> list[str]:
+        """Sites to start installing now (marked ``installing``)."""
+        if self.state != "running" or not in_window(self.spec, now):
+            return []
+        inflight = sum(p.state == "installing" for p in self.sites.values())
+        room = self.spec.max_concurrent - inflight
+        started = []
+        for site in self.waves[self.wave]:
+            if room <= 0:
+                break
+            progress = self.sites[site]
+            if progress.state == "waiting":
+                progress.state, progress.started_at = "installing", now
+                started.append(site)
+                room -= 1
+        return started
+
+    def report(self, site: str, outcome: str, reason: str, now: float) -> None:
+        """A site's result: ``committed``, ``rolled_back`` or ``failed`` (with why)."""
+        progress = self.sites.get(site)
+        if progress is None or progress.state != "installing":
+            return  # a late or duplicate report changes nothing
+        progress.state = outcome if outcome in ("committed", "rolled_back") else "failed"  # type: ignore[assignment]
+        progress.reason, progress.done_at = reason, now
+        self._judge()
+
+    def _judge(self) -> None:
+        if self.state not in ("running", "paused"):
+            return
+        ok, bad, size = self._wave_counts(self.wave)
+        if bad / size > self.spec.error_threshold:
+            self._halt(f"wave {self.wave + 1}: {bad} of {size} failed "
+                       f"(> {self.spec.error_threshold:.0%})")
+            return
+        if ok + bad < size:
+            return
+        if ok / size < self.spec.success_threshold:
+            self._halt(f"wave {self.wave + 1}: {ok} of {size} succeeded "
+                       f"(< {self.spec.success_threshold:.0%})")
+        elif self.wave + 1 < len(self.waves):
+            self.wave += 1
+        else:
+            self.state = "done"
+
+    def _halt(self, why: str) -> None:
+        self.state, self.halt_reason = "halted", why
+        for p in self.sites.values():
+            if p.state == "waiting":
+                p.state = "skipped"
+
+    def pause(self) -> None:
+        if self.state == "running":
+            self.state = "paused"
+
+    def resume(self) -> None:
+        if self.state == "paused":
+            self.state = "running"
+
+    def abort(self) -> None:
+        if self.state in ("running", "paused"):
+            self.state = "aborted"
+            for p in self.sites.values():
+                if p.state == "waiting":
+                    p.state = "skipped"
+
+    def summary(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for p in self.sites.values():
+            counts[p.state] = counts.get(p.state, 0) + 1
+        return {"name": self.spec.name, "version": self.spec.bundle_version, "state": self.state,
+                "wave": self.wave + 1, "waves": len(self.waves), "halt_reason": self.halt_reason,
+                "sites": counts}
+
+
+# ------------------------------------------------------------------ storage
+
+metadata = MetaData()
+
+rollout_campaigns = Table(
+    "rollout_campaigns", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("wave", Integer, nullable=False),
+    Column("waves", JSON, nullable=False),
+    Column("halt_reason", Text, nullable=False, server_default=""),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+rollout_sites = Table(
+    "rollout_sites", metadata,
+    Column("campaign_id", Integer, primary_key=True),
+    Column("site_id", String(64), primary_key=True),
+    Column("wave", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("started_at", Float),
+    Column("done_at", Float),
+)
+
+
+class RolloutStore:
+    """Campaigns on the fleet store's engine (tables created here; no fleet/store edit)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def create_tables(self) -> None:
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def create(self, campaign: Campaign, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        spec = json.loads(json.dumps(campaign.spec.__dict__))
+        async with self.engine.begin() as conn:
+            result = await conn.execute(rollout_campaigns.insert().values(
+                name=campaign.spec.name, spec=spec, state=campaign.state, wave=campaign.wave,
+                waves=campaign.waves, halt_reason="", created_at=now, updated_at=now))
+            pk = result.inserted_primary_key
+            assert pk is not None
+            cid = int(pk[0])
+            await conn.execute(rollout_sites.insert(), [
+                {"campaign_id": cid, "site_id": s, "wave": p.wave, "state": p.state, "reason": ""}
+                for s, p in campaign.sites.items()])
+        return cid
+
+    async def save(self, cid: int, campaign: Campaign, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        async with self.engine.begin() as conn:
+            await conn.execute(update(rollout_campaigns).where(rollout_campaigns.c.id == cid).values(
+                state=campaign.state, wave=campaign.wave, halt_reason=campaign.halt_reason, updated_at=now))
+            for site, p in campaign.sites.items():
+                await conn.execute(update(rollout_sites).where(
+                    (rollout_sites.c.campaign_id == cid) & (rollout_sites.c.site_id == site)).values(
+                    state=p.state, reason=p.reason, started_at=p.started_at, done_at=p.done_at))
+
+    async def load(self, cid: int) -> Campaign:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(rollout_campaigns).where(rollout_campaigns.c.id == cid))).one()
+            sites = (await conn.execute(select(rollout_sites).where(rollout_sites.c.campaign_id == cid))).all()
+        spec = CampaignSpec(**{**row.spec, "waves": tuple(row.spec["waves"])})
+        campaign = Campaign(spec, state=row.state, wave=row.wave, halt_reason=row.halt_reason,
+                            waves=[list(w) for w in row.waves])
+        for s in sites:
+            campaign.sites[s.site_id] = SiteProgress(s.state, s.reason, s.wave, s.started_at, s.done_at)
+        return campaign
+
+    async def site_rows(self, cid: int) -> list[dict[str, Any]]:
+        """Per-site state with every rollback reason (for the API and dashboard)."""
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(rollout_sites).where(rollout_sites.c.campaign_id == cid)
+                                       .order_by(rollout_sites.c.wave, rollout_sites.c.site_id))).all()
+        return [dict(r._mapping) for r in rows]
