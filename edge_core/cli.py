@@ -178,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     from images.cli import add_image_commands  # image build|verify|install|keygen|status
 
     add_image_commands(sub)
+    from provisioning.cli import add_provision_commands  # provision bootstrap
+
+    add_provision_commands(sub)
 
     info = sub.add_parser("info", help="version and which kernel implementations are loaded")
     info.set_defaults(func=_info)
