@@ -45,9 +45,11 @@ from tests.system.netlab import CENTRAL_IP, PHONE_IP, PSTN_IP, SITE_LAN_IP, Netl
 BROKER_PORT = 1883
 SIP_PORT = 5060
 DOMAIN = "test.local"
-PHONES = {"1001": "pw1001", "2001": "pw2001", "1002": "pw1002"}
-PHONE_PORTS = {"1001": 7001, "2001": 7002, "1002": 7003, "3001": 7004}
+PHONES = {"1001": "pw1001", "2001": "pw2001", "1002": "pw1002", "1003": "pw1003", "2101": "pw2101", "2102": "pw2102"}
+PHONE_PORTS = {"1001": 7001, "2001": 7002, "1002": 7003, "3001": 7004, "1003": 7005, "2101": 7011, "2102": 7012}
 OUTBOUND_NUMBER = "95551234"
+HOTLINE = "100"
+AGENTS = {"a1": "2101", "a2": "2102"}
 
 # The shorter settings of the system test (defaults in brackets): keepalive every 0.5 s
 # [30 s], a probe is lost after 0.5 s [2 s], down after 2 lost [2], up after 2 answered
@@ -104,6 +106,8 @@ class Branch:
         self.callee = self.sipp("site", "uas_answer", PHONE_IP, PHONE_PORTS["2001"], name="callee-2001",
                                 timeout_s=None).start()  # fmt: skip
         wait_for(lambda: listening(self.callee.pid or 0, PHONE_PORTS["2001"], "udp"), 10, what="callee listening")
+        for agent, extension in AGENTS.items():
+            self._agent(agent, extension)
         wait_for(lambda: self.fleet_site().get("status") == "online", 30, what="the fleet to see the site online")
         wait_for(lambda: self.trunk("central")["rtt_ms"] is not None, 30, what="a keepalive answered by central")
         return self
@@ -204,6 +208,28 @@ class Branch:
                            inf=self._users(number), timeout_s=10, name=f"register-{number}").start().wait()  # fmt: skip
         assert result.ok and result.successful == 1, result.describe()
 
+    def _agent(self, agent: str, extension: str) -> None:
+        """Log the agent in (REGISTER, then *71 from the same port) and answer its calls
+        there, 300 ms after they ring."""
+        assert self.edge is not None
+        port = PHONE_PORTS[extension]
+        login = self.sipp("site", "acd_agent_login", PHONE_IP, port, remote=self.edge.sip_udp, service="*71",
+                          calls=1, inf=self._users(extension), timeout_s=10, name=f"login-{agent}").start().wait()  # fmt: skip
+        assert login.ok, login.describe()
+        wait_for(lambda: f"agent {agent} logged in at {extension}" in self.edge.stderr_text(), 10,  # type: ignore[union-attr]
+                 what=f"agent {agent} logged in")  # fmt: skip
+        phone = self.sipp("site", "acd_agent", PHONE_IP, port, hold_ms=300, timeout_s=None, name=f"agent-{agent}")
+        phone.start()
+        wait_for(lambda: listening(phone.pid or 0, port, "udp"), 10, what=f"agent {agent} phone listening")
+
+    def queue_calls(self, rate: float, hold_ms: int) -> Sipp:
+        """1003 calls the hotline (straight into queue ``sales``) at ``rate``/s and talks
+        ``hold_ms`` from the edge's answer: contact-center calls, all local."""
+        assert self.edge is not None
+        return self.sipp("site", "uac_auth", PHONE_IP, PHONE_PORTS["1003"], remote=self.edge.sip_udp,
+                         service=HOTLINE, rate=rate, hold_ms=hold_ms, inf=self._users("1003"), timeout_s=None,
+                         name="queue-1003").start()  # fmt: skip
+
     def register_new(self, number: str) -> bool:
         """REGISTER an extension the pushed config added: True when the edge accepts it."""
         assert self.edge is not None
@@ -238,7 +264,12 @@ class Branch:
             "trunks": [{"name": "central", "host": CENTRAL_IP, "kind": "wan", **peer},
                        {"name": "pstn", "host": PSTN_IP, "kind": "local", **peer}],
             "routes": [{"match": r"^(\d{4})$", "extension": r"\1"},
-                       {"match": r"^9(\d+)$", "trunks": ["central", "pstn"], "number": r"\1"}],
+                       {"match": r"^9(\d+)$", "trunks": ["central", "pstn"], "number": r"\1"},
+                       {"match": f"^{HOTLINE}$", "flow": "hotline"}],
+            "prompts": {"dir": str(workdir / "prompts"), "generate": "tones"},
+            "flows": {"hotline": {"start": "queue", "nodes": {"queue": {"type": "queue", "queue": "sales"}}}},
+            "queues": [{"name": "sales", "ring_timeout_s": 5, "wrap_up_s": 0.2, "announce_every_s": 0}],
+            "agents": [{"id": agent, "extension": ext, "queues": ["sales"]} for agent, ext in AGENTS.items()],
             "telemetry": {"enabled": True, "broker_url": self.broker_url,
                           "fleet_public_key": public_key_b64(self.signing_key),
                           **(FAST_TELEMETRY if self.fast else {})},

@@ -179,8 +179,11 @@ class Netlab:
         """An executable script running ``binary`` in namespace ``role`` (``exec``: same pid),
         for harness classes that take a binary path (``tests.sipp.Sipp``)."""
         path = directory / f"{Path(binary).name}-in-{role}"
-        path.write_text(f'#!/bin/sh\nexec ip netns exec {self.names[role]} {binary} "$@"\n')
-        path.chmod(0o755)
+        if not path.exists():  # written once, atomically: a shell may be reading it right now
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(f'#!/bin/sh\nexec ip netns exec {self.names[role]} {binary} "$@"\n')
+            tmp.chmod(0o755)
+            tmp.replace(path)
         return path
 
     # -- the WAN, cut two ways --------------------------------------------------------------

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tests.sipp import SippResult, wait_for
-from tests.system.branch import Branch, iso_to_epoch
+from tests.system.branch import HOTLINE, Branch, iso_to_epoch
 
 Cut = Literal["link", "nft"]
 LOCAL_RATE, LOCAL_HOLD_MS = 2.0, 2000  # about four local calls up at any moment
 OUTBOUND_RATE, OUTBOUND_HOLD_MS = 2.0, 300
+QUEUE_RATE, QUEUE_HOLD_MS = 0.5, 3000  # into the queue, an agent answers, talk, the caller hangs up
 SYNTHETIC_CALLER = "resync"
 """``from_number`` of records a benchmark buffers straight into the edge's store."""
 
@@ -37,6 +38,7 @@ class Outage:
     drained_at: float
     """When the fleet had acked every record written before the link came back."""
     local: SippResult
+    queue: SippResult
     outbound: SippResult
     edge_cdrs: list[dict[str, Any]]
     fleet_cdrs: list[tuple[int, float, dict[str, Any]]]
@@ -66,11 +68,16 @@ class Outage:
     def local_cdrs(self) -> list[dict[str, Any]]:
         return [c for c in self.edge_cdrs if c["destination"] == "extension:2001"]
 
+    def queue_cdrs(self) -> list[dict[str, Any]]:
+        return [c for c in self.edge_cdrs if c["to_number"] == HOTLINE and c["from_number"] == "1003"]
+
     def dropped_local_calls(self) -> int:
-        """Local calls that did not end the normal way: the caller's hang-up after its hold."""
-        bad_cdrs = [c for c in self.local_cdrs()
-                    if (c["disposition"], c["hangup_side"], c["cause"]) != ("answered", "caller", "normal")]  # fmt: skip
-        return max(self.local.failed, len(bad_cdrs))
+        """Calls that never touch the WAN (extension to extension, and the queue's, which an
+        agent must have taken) that did not end the normal way: the caller's hang-up."""
+        bad_cdrs = [c for c in self.local_cdrs() + self.queue_cdrs()
+                    if (c["disposition"], c["hangup_side"], c["cause"]) != ("answered", "caller", "normal")
+                    or (c["to_number"] == HOTLINE and not c["b_call_id"])]  # fmt: skip
+        return max(self.local.failed + self.queue.failed, len(bad_cdrs))
 
     def outage_ids(self) -> set[str]:
         """CDRs of calls that ended while the WAN was cut (made during the outage)."""
@@ -94,6 +101,7 @@ class Outage:
             "normal_after_restore_s": round(self.normal_s, 3),
             "dropped_calls": self.dropped_local_calls(),
             "local_calls": self.local.successful,
+            "queue_calls": self.queue.successful,
             "outage_records": len(outage),
             "delivered_records": sum(1 for i in outage if counts[i] >= 1),
             "duplicates": sum(n - 1 for n in counts.values()),
@@ -116,6 +124,7 @@ def run_outage(branch: Branch, how: Cut, *, push_config: bool = True, outage_loc
     keep the WAN cut at least this long after the switch (a scripted outage length,
     e.g. past ``min_dwell_s`` so the restore is not held back by the dwell window)."""
     local = branch.local_calls(LOCAL_RATE, LOCAL_HOLD_MS)
+    queue = branch.queue_calls(QUEUE_RATE, QUEUE_HOLD_MS)
     outbound = branch.outbound_calls(OUTBOUND_RATE, OUTBOUND_HOLD_MS)
     cut_at = restore_at = 0.0
 
@@ -168,6 +177,7 @@ def run_outage(branch: Branch, how: Cut, *, push_config: bool = True, outage_loc
             branch.lab.restore_link() if how == "link" else branch.lab.unblackhole()
         outbound_result = outbound.stop(grace_s=10.0)
         local_result = local.stop(grace_s=10.0)
+        queue_result = queue.stop(grace_s=10.0)
 
     wait_for(lambda: branch.edge_backlog() == 0 and branch.fleet_site().get("contiguous_seq") == branch.edge_last_seq(),
              60, what="every record acked by the fleet")  # fmt: skip
@@ -179,7 +189,7 @@ def run_outage(branch: Branch, how: Cut, *, push_config: bool = True, outage_loc
                          and body["trunk"] == "central" and not body["up"] and at >= cut_at), default=None)  # fmt: skip
     return Outage(
         how=how, cut_at=cut_at, survivable_at=survivable_at, first_local_call_at=first_local_call_at,
-        restore_at=restore_at, normal_at=normal_at, drained_at=drained_at, local=local_result,
+        restore_at=restore_at, normal_at=normal_at, drained_at=drained_at, local=local_result, queue=queue_result,
         outbound=outbound_result, edge_cdrs=branch.edge_cdrs(), fleet_cdrs=branch.fleet_records("cdr"),
         mode_events=mode_events, trunk_down_at=trunk_down_at, config_version=version, config_applied_during_outage=applied_early, extra=extra,
     )  # fmt: skip

@@ -86,7 +86,7 @@ def detection_bound_s(wan: dict[str, Any]) -> float:
 
 def assert_the_outage_was_survived(outage: Outage, wan: dict[str, Any]) -> None:
     figures = outage.figures()
-    report = f"figures: {figures}\nlocal calls: {outage.local.describe()}"
+    report = f"figures: {figures}\nlocal calls: {outage.local.describe()}\nqueue calls: {outage.queue.describe()}"
     # detection and local routing
     assert 0 < outage.detect_s <= detection_bound_s(wan), report
     # outbound calls leave by the gateway as soon as the central trunk is judged down
@@ -96,6 +96,8 @@ def assert_the_outage_was_survived(outage: Outage, wan: dict[str, Any]) -> None:
     assert outage.first_local_call_s <= outage.detect_s + 1.0, report
     # no local call dropped, through the cut and the restore
     assert outage.local.successful >= 5 and outage.local.failed == 0, report
+    assert outage.queue.successful >= 2 and outage.queue.failed == 0, report
+    assert any(outage.cut_at < c["start_time"] < outage.restore_at for c in outage.queue_cdrs()), report
     assert outage.dropped_local_calls() == 0, report
     # back to NORMAL once the WAN has been up for up_after_s (and the dwell is over)
     assert 0 < outage.normal_s <= wan["up_after_s"] + wan["min_dwell_s"] + 6.0, report
