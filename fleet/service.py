@@ -39,6 +39,8 @@ RESTART_MIN_S = 0.5
 RESTART_MAX_S = 30.0
 API_INDEX = -1
 """The child index of the NOC API process (``--http``)."""
+SYNC_INDEX = -2
+"""The child index of the cloud-tier exporter (``--cloud-url``); one only."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tokens", default="var/fleet-tokens.json", help="the API's token file (hashes only)")
     parser.add_argument("--signing-key", default="var/fleet-signing.pem",
                         help="ed25519 PEM the API signs pushed configs with (created when missing)")
+    parser.add_argument("--cloud-url", help="also export to the cloud tier at this database URL (fleet.cloudsync)")
+    parser.add_argument("--cloud-every-s", type=float, default=60.0, help="export period")
+    parser.add_argument("--cloud-mask", default="keep:4", help="caller numbers leaving the fleet: keep:N, hash, drop")
 
 
 @dataclass
@@ -77,6 +82,9 @@ class Supervisor:
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         a = self.args
+        if index == SYNC_INDEX:
+            return subprocess.Popen([sys.executable, "-m", "fleet.cloudsync", "--from", a.db, "--to", a.cloud_url,
+                                     "--every", str(a.cloud_every_s), "--mask", a.cloud_mask])
         if index == API_INDEX:
             return subprocess.Popen([sys.executable, "-m", "fleet.api", "serve", "--no-migrate", "--db", a.db,
                                      "--http", a.http, "--tokens", a.tokens, "--broker", a.broker,
@@ -98,7 +106,7 @@ class Supervisor:
             "workers": [
                 {"index": c.index, "pid": c.proc.pid, "client_id": f"{self.args.client_prefix}-{c.index}",
                  "restarts": c.restarts, "running": c.proc.poll() is None}
-                for c in self.children if c.index != API_INDEX
+                for c in self.children if c.index >= 0
             ],
         }
         doc["api"] = [{"pid": c.proc.pid, "http": self.args.http, "restarts": c.restarts,
@@ -120,6 +128,8 @@ class Supervisor:
         self.children = [_Child(i, self._spawn(i)) for i in range(self.args.workers)]
         if self.args.http:  # the NOC API: one more child, restarted like a worker
             self.children.append(_Child(API_INDEX, self._spawn(API_INDEX)))
+        if self.args.cloud_url:  # the cloud-tier exporter, likewise
+            self.children.append(_Child(SYNC_INDEX, self._spawn(SYNC_INDEX)))
         self._write_status()
         log.info("fleet: %d worker(s) on %s -> %s", self.args.workers, self.args.broker, self.args.db)
         while not self.stopping:
