@@ -60,6 +60,8 @@ from edge_core.telemetry.commands import LogRing
 log = logging.getLogger("edge")
 
 SHUTDOWN_GRACE_S = 10.0
+EXIT_CANNOT_LISTEN = 3
+"""``edge run``'s exit status when the SIP ports cannot be bound (2: invalid config)."""
 
 
 @dataclass(frozen=True)
@@ -222,9 +224,19 @@ class EdgeDaemon:
         layer = TransactionLayer(TimerSettings(t1_s=config.sip.t1_ms / 1000.0))
         endpoint = SipEndpoint(layer, None, config.sip.max_message_bytes)
         host = config.sip.listen_host
-        udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(endpoint), local_addr=(host, config.sip.udp_port))
-        _grow_receive_buffer(udp.get_extra_info("socket"), config.sip.udp_receive_buffer_bytes)
-        tcp_server = await loop.create_server(lambda: TcpConnection(endpoint), host, config.sip.tcp_port)
+        udp = None
+        try:
+            udp, _ = await loop.create_datagram_endpoint(lambda: UdpProtocol(endpoint), local_addr=(host, config.sip.udp_port))
+            _grow_receive_buffer(udp.get_extra_info("socket"), config.sip.udp_receive_buffer_bytes)
+            tcp_server = await loop.create_server(lambda: TcpConnection(endpoint), host, config.sip.tcp_port)
+        except OSError as exc:  # a port taken, an address not ours: say so and exit, never hang
+            log.error("cannot listen for SIP on %s (udp %d, tcp %d): %s", host, config.sip.udp_port,
+                      config.sip.tcp_port, exc)  # fmt: skip
+            if udp is not None:
+                udp.close()
+            await media.stop()  # its native thread would keep the process alive
+            await store.close()
+            return EXIT_CANNOT_LISTEN
         local = {
             "udp": udp.get_extra_info("sockname")[:2],
             "tcp": tcp_server.sockets[0].getsockname()[:2],

@@ -264,3 +264,19 @@ async def test_an_edge_that_falls_behind_refuses_new_calls_with_503_until_it_cat
         assert taken.status == 200, taken.line(1)
     status = api_get(edge, "/v1/status")
     assert status["sip"]["core"]["overload.refused"] >= 1
+
+
+def test_an_edge_that_cannot_bind_its_sip_port_says_so_and_exits(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    import socket
+
+    from tests.sipp import EdgeStartError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((LOCAL, 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(EdgeStartError) as info:
+            edge_factory(merged(FAST, {"sip": {"udp_port": port, "tcp_port": free_udp_port()}}))
+    assert info.value.returncode == 3
+    assert f"cannot listen for SIP on {LOCAL} (udp {port}" in info.value.stderr
