@@ -115,6 +115,10 @@ class ConsoleApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        # kept: ``query_one`` on the app searches the active screen, a modal one included
+        self.panes: dict[str, Any] = {tab: self.query_one(f"#{tab}-pane", Pane) for tab in TABS}
+        self.tabs = self.query_one("#tabs", TabbedContent)
+        self.connection_bar = self.query_one("#connection", Static)
         self._draw_connection()
         self.follow_events()
         self.refresher()
@@ -123,11 +127,11 @@ class ConsoleApp(App[None]):
         await self.edge.aclose()
 
     def pane(self, tab: str) -> Any:
-        return self.query_one(f"#{tab}-pane", Pane)
+        return self.panes[tab]
 
     @property
     def events_pane(self) -> EventsPane:
-        return self.query_one("#events-pane", EventsPane)
+        return self.panes["events"]  # type: ignore[no-any-return]
 
     # -- the live data ------------------------------------------------------------------------
     def mark_stale(self, *kinds: str) -> None:
@@ -197,7 +201,7 @@ class ConsoleApp(App[None]):
         for tab in TABS:
             pane = self.pane(tab)
             if message.kind in pane.KINDS:
-                pane.show(message.kind, message.data)
+                pane.deliver(message.kind, message.data)
         if message.kind == "status":
             self._draw_connection()
 
@@ -217,7 +221,7 @@ class ConsoleApp(App[None]):
             self.notify("edge disconnected, retrying", severity="error")
 
     def _draw_connection(self) -> None:
-        bar = self.query_one("#connection", Static)
+        bar = self.connection_bar
         if not self.connected:
             bar.update(f"✖ disconnected, retrying — {self.socket_path}: {self.disconnect_reason}")
             bar.set_class(True, "-disconnected")
@@ -236,10 +240,10 @@ class ConsoleApp(App[None]):
 
     def action_leave_field(self) -> None:
         if isinstance(self.focused, Input):
-            self.pane(self.query_one("#tabs", TabbedContent).active).focus_main()
+            self.pane(self.tabs.active).focus_main()
 
     def action_tab(self, tab: str) -> None:
-        self.query_one("#tabs", TabbedContent).active = tab
+        self.tabs.active = tab
         self.pane(tab).focus_main()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import DataTable
 
 __all__ = ["Pane", "sync_table"]
@@ -17,6 +18,24 @@ __all__ = ["Pane", "sync_table"]
 class Pane(Vertical):
     KINDS: ClassVar[tuple[str, ...]] = ()
     """The snapshot kinds this pane draws."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._early: dict[str, Any] = {}
+
+    def deliver(self, kind: str, data: Any) -> None:
+        """:meth:`show`, or keep it until the pane's widgets are there (the first
+        snapshots can arrive while the app is still composing)."""
+        try:
+            self.show(kind, data)
+        except NoMatches:
+            self._early[kind] = data
+            self.call_after_refresh(self._replay)
+
+    def _replay(self) -> None:
+        early, self._early = self._early, {}
+        for kind, data in early.items():
+            self.deliver(kind, data)
 
     def show(self, kind: str, data: Any) -> None:
         """A new snapshot of ``kind`` (one of :attr:`KINDS`)."""

@@ -20,6 +20,11 @@ CHECKS = {"ping": "OPTIONS ping", "test-call": "Test call", "database": "Databas
 
 def summary(name: str, result: dict[str, Any]) -> str:
     """One line a technician reads first."""
+    if name == "fleet" and "broker" in result:
+        reach = "reachable" if result.get("tcp_reachable") else f"unreachable ({result.get('error', '?')})"
+        if not result.get("enabled"):
+            return f"telemetry off; broker {result['broker']} {reach}"
+        return f"{'connected' if result.get('connected') else 'NOT connected'} to {result['broker']}, {reach}"
     if "error" in result and not result.get("ok"):
         return str(result["error"])
     if name == "ping":
@@ -37,10 +42,6 @@ def summary(name: str, result: dict[str, Any]) -> str:
     if name == "outbox":
         return f"backlog {result.get('backlog')} records, last seq {result.get('last_seq')}" + (
             "" if result.get("draining") else " (telemetry off: not draining)")
-    if name == "fleet":
-        if not result.get("enabled"):
-            return f"telemetry off; broker {result.get('broker')} {'reachable' if result.get('tcp_reachable') else 'unreachable'}"
-        return f"{'connected' if result.get('connected') else 'NOT connected'} to {result.get('broker')}"
     return ""
 
 

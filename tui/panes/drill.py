@@ -27,7 +27,9 @@ class DrillPane(Pane):
         self.status: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("…", markup=False, id="drill-state")
+        state = Static("…", markup=False, id="drill-state")
+        state.can_focus = True  # the pane's keys act while it has the focus
+        yield state
         yield Static("Drill length in seconds:", markup=False, classes="section")
         yield Input("300", id="drill-seconds", restrict=r"[0-9]*", max_length=5)
         yield Static("d start the drill   e end it   m maintenance on/off", markup=False, id="drill-keys")

@@ -22,7 +22,9 @@ class OverviewPane(Pane):
         self.data: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("waiting for the edge…", markup=False, id="overview-body")
+        body = Static("waiting for the edge…", markup=False, id="overview-body")
+        body.can_focus = True
+        yield body
 
     def focus_main(self) -> None:
         self.query_one("#overview-body", Static).focus()
