@@ -4,8 +4,9 @@ real edge, the real fleet (``branchline fleet run``), mosquitto and SIPp peers.
 
 * the WAN port goes down (``ip link set … down``), and separately a link that stays up
   and passes nothing (an nftables drop table inside ``central``): calls keep running
-  through the cut, the edge turns SURVIVABLE, outbound calls leave by the PSTN
-  gateway, no local call drops; after the restore: NORMAL, every CDR of the outage at
+  through the cut (extension to extension, and hotline calls queued to two SIPp
+  agents), the edge turns SURVIVABLE, outbound calls leave by the PSTN gateway, no
+  local call drops; after the restore: NORMAL, every CDR of the outage at
   the fleet exactly once, the mode change and its duration at the fleet, and a config
   pushed centrally during the outage applied;
 * a flapping link (down/up every 2 s for 30 s): at most one mode change per
@@ -33,24 +34,19 @@ from tests.system.branch import FAST_TELEMETRY, FAST_TRUNK, Branch
 from tests.system.netlab import unavailable_reason
 from tests.system.outage import Outage, run_outage
 
-
-def _missing() -> str | None:
-    reason = unavailable_reason()
-    if reason:
-        return reason
-    for binary, package in ((sipp_binary(), "sip-tester"), (mosquitto_binary(), "mosquitto"),
-                            (shutil.which("nft"), "nftables")):  # fmt: skip
-        if binary is None:
-            return f"Debian package {package} is not installed"
-    return None
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 
-_SKIP = _missing()
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.timeout(150),
-    pytest.mark.skipif(_SKIP is not None, reason=f"system tests (network namespaces) skipped: {_SKIP}"),
-]
+@pytest.fixture(scope="module", autouse=True)
+def _the_lab_can_be_built() -> None:
+    """Skip the whole module, saying why, where namespaces cannot be made."""
+    reason = unavailable_reason()  # probes with a throwaway namespace of its own
+    for binary, package in ((sipp_binary(), "sip-tester"), (mosquitto_binary(), "mosquitto")):
+        if reason is None and binary is None:
+            reason = f"Debian package {package} is not installed"
+    if reason is not None:
+        pytest.skip(f"system tests (network namespaces) skipped: {reason}")
+
 
 # Both WAN signals (the defaults): the central trunk's keepalives and the MQTT session.
 # Back to NORMAL after 1 s of WAN [5 s]; at most one change per 2 s [10 s].
@@ -81,7 +77,7 @@ def detection_bound_s(wan: dict[str, Any]) -> float:
     trunks = FAST_TRUNK["options_interval_s"] + FAST_TRUNK["down_after"] * (
         FAST_TRUNK["options_interval_s"] + FAST_TRUNK["options_timeout_s"])
     fleet = 2 * FAST_TELEMETRY["keepalive_s"] if "fleet" in wan["signals"] else 0.0
-    return max(trunks, fleet) + 1.0  # + scheduling slack on two shared cores
+    return max(trunks, fleet) + 2.0  # + scheduling slack on two shared cores
 
 
 def assert_the_outage_was_survived(outage: Outage, wan: dict[str, Any]) -> None:
@@ -120,6 +116,8 @@ def assert_the_outage_was_survived(outage: Outage, wan: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("how", ["link", "nft"], ids=["link-down", "nftables-blackhole"])
 def test_a_cut_wan_leaves_local_calls_up_and_every_record_arrives_once(branch_factory: Any, how: str) -> None:
+    if how == "nft" and shutil.which("nft") is None:
+        pytest.skip("the blackhole needs nft (Debian package nftables)")
     branch: Branch = branch_factory(f"sys-{how}", CUT_WAN)
     outage = run_outage(branch, how)  # type: ignore[arg-type]
     print(f"\n{how}: {outage.figures()}")
@@ -149,6 +147,7 @@ def test_a_flapping_link_changes_the_mode_at_most_once_per_dwell_window(branch_f
     trunk_downs = [e for e in branch.fleet_events("trunk") if e["trunk"] == "central" and not e["up"]]
     modes = branch.fleet_events("mode")
     report = f"mode events: {modes}\ntrunk downs: {len(trunk_downs)}"
+    print(f"\nflapping: {report}")
     assert len(trunk_downs) >= 4, report  # the keepalives did see the link flap
     assert 1 <= len(modes) <= 1 + 30 // FLAP_WAN["min_dwell_s"] + 1, report
     for event in modes[1:]:  # time spent in the mode it leaves: never under the dwell window
