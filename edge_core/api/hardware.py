@@ -151,6 +151,7 @@ async def hardware_readings(
     now = float(view.wall())
     hw.reported(now)
     hw.readings[device] = {"values": dict(values), "at": now}
+    view.hardware_readings = hw.readings  # the fleet's metrics carry them (telemetry/metrics.py)
     view.publish({"type": "hardware_readings", "device": device, "values": dict(values)})
     return {"device": device, "values": len(values)}
 

@@ -204,7 +204,7 @@ class EdgeView:
             out.append({
                 "name": name, "kind": t.kind, "host": t.host, "port": t.port, "transport": t.transport,
                 "up": s.up, "since": self._iso(s.since + offset),
-                "keepalive_s": t.options_interval_s or None,
+                "keepalive_s": t.keepalive_s or None,
                 "rtt_ms": None if s.rtt_ms is None else round(s.rtt_ms, 2),
                 "failures": s.failures, "last_status": s.last_status,
                 "last_probe": None if s.last_probe_at is None else self._iso(s.last_probe_at + offset),

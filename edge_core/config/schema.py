@@ -121,10 +121,14 @@ class Trunk(_Strict):
     kind: Literal["wan", "local"] = "local"
     """``wan``: the central platform, reached over the WAN (skipped in survivable mode);
     ``local``: the branch's PSTN gateway or local carrier."""
-    options_interval_s: float = Field(default=30.0, ge=0)
-    """SIP OPTIONS keepalive period (0: no keepalive, the trunk is taken as up)."""
-    options_timeout_s: float = Field(default=2.0, gt=0)
+    options_interval_s: float | None = Field(default=None, ge=0)
+    """SIP OPTIONS keepalive period (0: no keepalive, the trunk is taken as up; None:
+    1 s for a ``wan`` trunk, whose loss decides survivable mode, 30 s for a local one)."""
+    options_timeout_s: float = Field(default=1.0, gt=0)
     """A keepalive not answered within this long counts as a failure."""
+    failover_after_s: float = Field(default=2.0, gt=0)
+    """An INVITE to this trunk with no answer at all (not even 100 Trying) after this
+    long goes to the route's next trunk (instead of waiting out Timer B, 32 s)."""
     down_after: int = Field(default=2, ge=1, le=100)
     """Consecutive failed keepalives that mark the trunk down."""
     up_after: int = Field(default=2, ge=1, le=100)
@@ -134,6 +138,13 @@ class Trunk(_Strict):
     registration: bool = False
     """Register to the carrier (``username``/``password``, digest auth) and keep it fresh."""
     register_expires_s: int = Field(default=600, ge=60, le=86400)
+
+    @property
+    def keepalive_s(self) -> float:
+        """The keepalive period in force (0: none)."""
+        if self.options_interval_s is not None:
+            return self.options_interval_s
+        return 1.0 if self.kind == "wan" else 30.0
 
     @model_validator(mode="after")
     def _register_needs_user(self) -> Trunk:
@@ -277,9 +288,9 @@ class WanSettings(_Strict):
     """How the edge judges the WAN, and the hysteresis of the NORMAL/SURVIVABLE switch."""
 
     signals: list[Literal["trunks", "fleet"]] = Field(default=["trunks", "fleet"], min_length=1)
-    """What says the WAN is up: any ``wan`` trunk answering its keepalives, the MQTT
-    session to the fleet. The WAN is down when every configured signal is down (a
-    signal with nothing behind it, e.g. ``trunks`` without wan trunks, is left out)."""
+    """What says the WAN is up, in order of trust: any ``wan`` trunk answering its
+    keepalives, the MQTT session to the fleet. The first with something behind it
+    decides (``trunks`` without wan trunks with a keepalive has nothing behind it)."""
     up_after_s: float = Field(default=5.0, ge=0)
     """The WAN must stay up this long before the edge leaves survivable mode."""
     min_dwell_s: float = Field(default=10.0, ge=0)

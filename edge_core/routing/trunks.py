@@ -9,7 +9,8 @@ implement OPTIONS) or nothing at all: a probe not answered within
 for failover). ``down_after`` failures in a row mark a trunk down, ``up_after``
 answers in a row bring it back. Changes come out of :meth:`TrunkMonitor.take_events`.
 
-A trunk without keepalive (``options_interval_s: 0``) is always up. Every trunk starts
+A trunk without keepalive (``options_interval_s: 0``; see ``Trunk.keepalive_s`` for
+the default by kind) is always up. Every trunk starts
 up: a box must not refuse calls at boot until the first probes are back.
 """
 
@@ -61,7 +62,7 @@ class TrunkMonitor:
         self._heap: list[tuple[float, int, str, str]] = []  # (deadline, seq, kind, trunk)
         self._seq = 0
         for t in trunks:
-            if t.options_interval_s > 0:
+            if t.keepalive_s > 0:
                 self._arm(now, "probe", t.name)  # the first probe at once
 
     # -- outputs ---------------------------------------------------------------------
@@ -82,7 +83,7 @@ class TrunkMonitor:
             if status is None:
                 continue
             if kind == "probe":
-                self._arm(now + status.config.options_interval_s, "probe", name)
+                self._arm(now + status.config.keepalive_s, "probe", name)
                 if status.probe is None:  # else still waiting: its own timeout decides
                     due.append(name)
             elif kind == "timeout" and status.probe is not None and status.probe[0] == seq:
@@ -126,7 +127,7 @@ class TrunkMonitor:
 
     def wan_up(self) -> bool | None:
         """Any ``wan`` trunk up; None when the site has no wan trunk with a keepalive."""
-        judged = [s for s in self.trunks.values() if s.config.kind == "wan" and s.config.options_interval_s > 0]
+        judged = [s for s in self.trunks.values() if s.config.kind == "wan" and s.config.keepalive_s > 0]
         if not judged:
             return None
         return any(s.up for s in judged)

@@ -1,9 +1,10 @@
 """The WAN monitor, sans-I/O: NORMAL or SURVIVABLE, with hysteresis and a drill.
 
 Inputs are the WAN signals (``signal("trunks", up, now)`` from the trunk monitor,
-``signal("fleet", up, now)`` from the MQTT session) and the technician's drill. The WAN
-is down when every configured signal that has something behind it says down (a site
-without wan trunks is judged on the fleet session alone). Outputs are
+``signal("fleet", up, now)`` from the MQTT session) and the technician's drill. The
+first configured signal that has something behind it decides (by default the wan
+trunks' keepalives, which notice a cut within seconds; a site without wan trunks is
+judged on the MQTT session, which needs its keepalive to notice). Outputs are
 :class:`ModeChanged` events and one timer, like every protocol core here.
 
 The mode rules, all in :meth:`WanMonitor._decide`:
@@ -78,8 +79,8 @@ class WanMonitor:
 
     # -- outputs ---------------------------------------------------------------------
     def wan_up(self) -> bool:
-        judged = [v for v in self._signals.values() if v is not None]
-        return not judged or any(judged)
+        """What the deciding signal says (up while nothing is known)."""
+        return next((v for v in self._signals.values() if v is not None), True)
 
     @property
     def drilling(self) -> bool:
@@ -112,8 +113,8 @@ class WanMonitor:
             deadlines.append(self._drill_until)
             want, cause = Mode.SURVIVABLE, "drill"
         elif not self.wan_up():
-            down = sorted(k for k, v in self._signals.items() if v is False)
-            want, cause = Mode.SURVIVABLE, f"wan down ({', '.join(down)})"
+            decider = next(k for k, v in self._signals.items() if v is not None)
+            want, cause = Mode.SURVIVABLE, f"wan down ({decider})"
         else:
             assert self._up_since is not None
             settled = self._up_since + self.settings.up_after_s

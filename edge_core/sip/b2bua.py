@@ -155,6 +155,7 @@ class B2BUA(HostedLegs):
         now: float,
         trunk: str | None = None,
         alternatives: list[TrunkAttempt] | None = None,
+        silence_s: float | None = None,
     ) -> Call:
         """Answer for the caller with 100, then send the callee's INVITE. ``alternatives``:
         trunks to try next, in order, when this one answers 408 or 5xx or times out."""
@@ -216,7 +217,14 @@ class B2BUA(HostedLegs):
         call.b_tx = self.layer.send_request(req, target_addr, now, reliable=target_transport == "tcp", transport=target_transport)
         call.b_tx.owner = call
         heapq.heappush(self._timers, (now + self.ring_timeout_s, next(self._seq), call.id, "ring"))
+        if call.alternatives and silence_s is not None:
+            self._arm_failover(call, silence_s, now)
         return call
+
+    def _arm_failover(self, call: Call, silence_s: float, now: float) -> None:
+        """If this callee leg hears nothing at all for ``silence_s``, the next trunk."""
+        assert call.b is not None
+        heapq.heappush(self._timers, (now + silence_s, next(self._seq), call.id, f"silence:{call.b.call_id}"))
 
     def record_refused(self, invite: Request, caller_number: str, dialled: str, status: int, reason: str) -> None:
         """A CDR for a call refused before any callee was tried (404, 480, 483 ...)."""
@@ -294,6 +302,13 @@ class B2BUA(HostedLegs):
             disposition = "cancelled"
         self._fail(call, relayed, resp.reason if relayed == status else None, now, disposition=disposition, sip_status=status)
 
+    @staticmethod
+    def _heard_from(call: Call) -> bool:
+        """Whether the callee's INVITE transaction got any response (100 included)."""
+        from edge_core.sip.transaction import State
+
+        return call.b_tx is not None and call.b_tx.state is not State.CALLING
+
     def _next_trunk(self, call: Call, why: str, now: float) -> None:
         """Failover within the same call attempt: the callee leg starts again on the next
         trunk (a fresh dialog: new Call-ID and tag; the same media port)."""
@@ -302,6 +317,8 @@ class B2BUA(HostedLegs):
         if call.b_provisional:  # it rang and then failed: nothing left to cancel
             call.b_provisional = False
         nxt = call.alternatives.pop(0)
+        if call.b_tx is not None:
+            self.layer.abandon(call.b_tx)  # silent: no retransmissions into the void
         log.info("call %s: trunk %s failed (%s): trying %s", call.id, call.trunk, why, nxt.trunk)
         self._dialogs.pop((old.call_id, old.local_tag), None)
         b = Leg(
@@ -320,6 +337,8 @@ class B2BUA(HostedLegs):
         call.b_invite = req
         call.b_tx = self.layer.send_request(req, nxt.addr, now, reliable=nxt.transport == "tcp", transport=nxt.transport)
         call.b_tx.owner = call
+        if call.alternatives:
+            self._arm_failover(call, nxt.silence_s, now)
 
     def _configure_codecs(self, call: Call, resp: Response) -> None:
         """Tell the engine what each leg carries: the answer's G.711 type for both, and
@@ -617,6 +636,12 @@ class B2BUA(HostedLegs):
                 continue
             call = self.calls.get(call_id)
             if call is None or call.state not in (CallState.ROUTING, CallState.EARLY):
+                continue
+            if what.startswith("silence:"):  # a trunk that said nothing at all, not even 100
+                b = call.b
+                if (b is not None and what == f"silence:{b.call_id}" and call.state is CallState.ROUTING
+                        and not call.b_provisional and call.alternatives and not self._heard_from(call)):  # fmt: skip
+                    self._next_trunk(call, "no answer at all", now)
                 continue
             # ring timeout: nobody answered
             self._respond(call, 480, now, "No Answer")

@@ -36,6 +36,8 @@ class TrunkAttempt:
     uri: str
     addr: tuple[str, int]
     transport: str
+    silence_s: float = 2.0
+    """No answer at all (not even 100 Trying) for this long: on to the next trunk."""
 
 
 @dataclass(slots=True)

@@ -238,7 +238,8 @@ class SipCore:
             elif target.emergency:  # an emergency call tries everything there is
                 last_resort.append(t)
         return [
-            TrunkAttempt(t.name, f"sip:{target.number}@{t.host}:{t.port}", (t.host, t.port), t.transport)
+            TrunkAttempt(t.name, f"sip:{target.number}@{t.host}:{t.port}", (t.host, t.port), t.transport,
+                         t.failover_after_s)  # fmt: skip
             for t in good + last_resort
         ]
 
@@ -460,6 +461,7 @@ class SipCore:
                 req, tx, addr, transport, offer, caller_number=caller_number, dialled=dialled,
                 destination=f"trunk:{first.trunk}", target_uri=first.uri, target_addr=first.addr,
                 target_transport=first.transport, now=now, trunk=first.trunk, alternatives=alternatives,
+                silence_s=first.silence_s,
             )  # fmt: skip
             return
         self.b2bua.start_call(

@@ -509,6 +509,14 @@ class TransactionLayer:
             else:
                 self._pending_2xx_timer(target, name, now)  # type: ignore[arg-type]
 
+    def abandon(self, tx: Transaction) -> None:
+        """The TU gives up on a client transaction that has heard nothing yet (trunk
+        failover after silence): no more retransmissions, forgotten at once. Not a state
+        machine input: §17.1.1 has none for it; a response arriving later is a stray."""
+        if isinstance(tx, ClientTransaction) and tx.state is State.CALLING:
+            tx.state = State.TERMINATED
+            self._terminate(tx)
+
     def transaction_count(self) -> int:
         return len(self._client) + len(self._server)
 

@@ -83,4 +83,7 @@ def site_metrics(view: Any, store_path: str | Path, outbox_backlog: int, at: flo
     core = view.core
     trunks = {name: status.up for name, status in core.trunks.trunks.items()}
     gauges["survivable"] = 1.0 if core.mode.value == "survivable" else 0.0
+    for device, reading in getattr(view, "hardware_readings", {}).items():  # UPS, sensors (hw-agent)
+        for name, value in reading["values"].items():
+            gauges[f"hw.{device}.{name}"] = float(value)
     return protocol.Metrics(at=time.time() if at is None else at, gauges=gauges, queues=queues, trunks=trunks)

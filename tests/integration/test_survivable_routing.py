@@ -280,3 +280,28 @@ def test_an_edge_that_cannot_bind_its_sip_port_says_so_and_exits(
             edge_factory(merged(FAST, {"sip": {"udp_port": port, "tcp_port": free_udp_port()}}))
     assert info.value.returncode == 3
     assert f"cannot listen for SIP on {LOCAL} (udp {port}" in info.value.stderr
+
+
+def test_a_trunk_that_says_nothing_at_all_is_left_for_the_next_after_failover_after_s(
+    edge_factory: Callable[..., EdgeProcess], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """The central platform's address swallows the INVITE (a cut the keepalive has not
+    noticed yet): after failover_after_s, not Timer B, the call goes out by the gateway."""
+    import socket
+    import time
+
+    pstn = sipp_factory("uas_answer", calls=1, timeout_s=CALL_TIMEOUT_S, trace_msg=True, name="pstn").start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind((LOCAL, 0))
+        config = merged(FAST, trunks(silent.getsockname()[1], pstn.port, failover_after_s=0.5))
+        config["sip"]["t1_ms"] = 500  # Timer B would be 32 s
+        edge = edge_factory(config)
+        started = time.monotonic()
+        caller = call(sipp_factory, edge, tmp_path, "95551234", "caller")
+        took = time.monotonic() - started
+        assert_ok(caller, pstn.wait(timeout=10), calls=1)
+        assert silent.recv(65535).startswith(b"INVITE sip:5551234@")  # it was tried first
+    assert took < 5.0, took
+    edge.stop()
+    (cdr,) = cdrs(edge)
+    assert (cdr["disposition"], cdr["destination"]) == ("answered", "trunk:pstn")

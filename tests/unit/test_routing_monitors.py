@@ -75,6 +75,12 @@ def test_probes_keep_coming_when_the_timeout_equals_the_interval() -> None:
     assert sent >= 5 and not m.usable("central")
 
 
+def test_keepalive_defaults_by_kind_fast_for_the_wan() -> None:
+    assert Trunk.model_validate({"name": "c", "host": "h", "kind": "wan"}).keepalive_s == 1.0
+    assert Trunk.model_validate({"name": "p", "host": "h"}).keepalive_s == 30.0
+    assert Trunk.model_validate({"name": "p", "host": "h", "options_interval_s": 0}).keepalive_s == 0
+
+
 def test_wan_up_is_judged_on_wan_trunks_with_keepalive_only() -> None:
     assert TrunkMonitor([trunk(kind="local")], now=0.0).wan_up() is None
     assert TrunkMonitor([trunk(options_interval_s=0)], now=0.0).wan_up() is None
@@ -92,12 +98,12 @@ def test_wan_down_is_survivable_at_once_and_up_needs_to_settle() -> None:
     m = WanMonitor(wan(), now=0.0)
     m.signal("trunks", True, 0.0)
     m.signal("fleet", True, 0.0)
-    m.signal("trunks", False, 20.0)
-    assert m.mode is Mode.NORMAL  # the fleet session still answers
-    m.signal("fleet", False, 21.0)
-    assert m.mode is Mode.SURVIVABLE
-    assert m.take_events() == [ModeChanged(Mode.NORMAL, Mode.SURVIVABLE, "wan down (fleet, trunks)", 21.0, 21.0)]
-    m.signal("fleet", True, 40.0)
+    m.signal("fleet", False, 20.0)
+    assert m.mode is Mode.NORMAL  # the trunks decide while there are some: a broker restart is no WAN loss
+    m.signal("trunks", False, 21.0)
+    assert m.mode is Mode.SURVIVABLE  # at once, though the MQTT session has not noticed (it has)
+    assert m.take_events() == [ModeChanged(Mode.NORMAL, Mode.SURVIVABLE, "wan down (trunks)", 21.0, 21.0)]
+    m.signal("trunks", True, 40.0)
     assert m.mode is Mode.SURVIVABLE and m.get_timer() == 45.0
     m.handle_timer(45.0)
     assert m.mode is Mode.NORMAL
@@ -110,6 +116,7 @@ def test_a_signal_with_nothing_behind_it_is_left_out() -> None:
     m.signal("trunks", None, 0.0)  # no wan trunks at this site
     m.signal("fleet", False, 1.0)
     assert m.mode is Mode.SURVIVABLE
+    assert m.take_events()[0].cause == "wan down (fleet)"
 
 
 def test_drill_forces_survivable_for_its_duration_then_the_wan_decides() -> None:
