@@ -64,9 +64,10 @@ def _free_rtp_base(host: str, count: int = RTP_RANGE_PORTS, attempts: int = 50) 
     return 20000
 
 
-def demo_config(source: Path, store_dir: Path, telemetry: dict[str, Any] | None = None) -> SiteConfig:
-    """The example site with free ports, a store under ``store_dir``, and ``telemetry``
-    (reporting to the demo's fleet) when given."""
+def demo_config(source: Path, store_dir: Path, telemetry: dict[str, Any] | None = None,
+                hardware: dict[str, Any] | None = None) -> SiteConfig:  # fmt: skip
+    """The example site with free ports, a store under ``store_dir``, ``telemetry``
+    (reporting to the demo's fleet) and ``hardware`` (the simulated panel and UPS)."""
     data: Any = yaml.safe_load(source.read_text())
     if not isinstance(data, dict):
         raise ConfigError(str(source), [("(top level)", "expected a mapping of sections")])
@@ -86,6 +87,8 @@ def demo_config(source: Path, store_dir: Path, telemetry: dict[str, Any] | None 
         trunk["options_interval_s"] = 0
     if telemetry is not None:
         data["telemetry"] = telemetry
+    if hardware is not None:
+        data["hardware"] = hardware
     return parse_config(data, str(source))
 
 
@@ -169,6 +172,12 @@ What to do next
   validate a config:        .venv/bin/branchline edge check --config examples/site.yaml
   ask a running edge:       curl --unix-socket var/edge.sock http://edge/v1/queues   (also /v1/status,
                             /v1/calls, /v1/agents, /v1/events; site.yaml's api.socket)
+  the technician console:   .venv/bin/branchline tui --socket <the edge's api.socket>   (make demo keeps
+                            this demo running on a terminal and prints the exact command)
+  a survivable drill:       .venv/bin/branchline edge drill survivable --for 60s --socket <api.socket>
+  the fleet on its own:     .venv/bin/branchline fleet run --db sqlite+aiosqlite:///var/fleet.db
+                            --broker mqtt://127.0.0.1:1883 --http 127.0.0.1:8080   (NOC dashboard and API)
+  the appliance agent:      .venv/bin/branchline hw-agent --config examples/site.yaml (front panel, UPS)
   run the tests:            make test
   measure call setup rate:  .venv/bin/python bench/sip_cps.py --quick
 """
@@ -191,13 +200,25 @@ async def _demo(args: argparse.Namespace) -> int:
         print(f"branchline demo: the fleet did not start ({exc}); the edge runs alone", file=sys.stderr)
         await fleet.stop()
         fleet = None
+    from edge_core.demo_hardware import DemoHardware
+
+    hardware: DemoHardware | None = DemoHardware(store_dir)
+    assert hardware is not None
+    try:
+        await hardware.start()
+    except Exception as exc:  # e.g. no pty: the demo goes on without its front panel
+        print(f"branchline demo: the simulated front panel and UPS did not start ({exc})", file=sys.stderr)
+        await hardware.stop()
+        hardware = None
     site_id = str(yaml.safe_load(EXAMPLE_CONFIG.read_text())["site"]["id"])
     try:
-        config = demo_config(EXAMPLE_CONFIG, store_dir, fleet.telemetry_settings(site_id) if fleet else None)
+        config = demo_config(EXAMPLE_CONFIG, store_dir, fleet.telemetry_settings(site_id) if fleet else None,
+                             hardware.hardware_settings() if hardware else None)  # fmt: skip
     except ConfigError as exc:
         print(f"branchline demo: {exc}", file=sys.stderr)
-        if fleet is not None:
-            await fleet.stop()
+        for part in (hardware, fleet):
+            if part is not None:
+                await part.stop()
         return 2
     if fleet is not None:
         print(f"fleet: embedded MQTT broker {fleet.broker_url}, fleet store {fleet.db}")
@@ -219,6 +240,8 @@ async def _demo(args: argparse.Namespace) -> int:
     edge = daemon.listening.result()["udp"]
     print(f"edge {config.site.id} ({config.site.name}) listening on sip udp {edge[0]}:{edge[1]}, "
           f"rtp {config.media.rtp_port_min}-{config.media.rtp_port_max}, store {config.store.path}")  # fmt: skip
+    if hardware is not None:
+        hardware.start_agent(config, config.api.socket)
 
     from appliance.sim.phones import SimError, run_sim, summary
 
@@ -231,6 +254,8 @@ async def _demo(args: argparse.Namespace) -> int:
         calls_ok = len(results) == args.calls and all(r.ok for r in results)
         calls_ok = await _hotline(config, edge) and calls_ok
         await _queue_board(config, "after the calls")
+        if hardware is not None:
+            await _hardware_view(config)
         if fleet is not None:
             await _fleet_view(fleet, config)
     except SimError as exc:
@@ -243,19 +268,45 @@ async def _demo(args: argparse.Namespace) -> int:
         rows = await _read_cdrs(config.store.path, max(50, args.calls * 2))
         _print_records(rows, config, edge)
         print(f"the edge keeps running on sip udp {edge[0]}:{edge[1]}; Ctrl-C stops it")
+        print(f"open the technician console on it: .venv/bin/branchline tui --socket {config.api.socket}")
         if fleet is not None:
             print(f"watch it in the NOC dashboard: {fleet.dashboard_url} (token {fleet.token})")
             print(f"cut its WAN for a minute (a survivable drill): curl --unix-socket {config.api.socket} "
                   "-X POST http://edge/v1/drill -H 'content-type: application/json' -d '{\"seconds\": 60}'")  # fmt: skip
         rc = await _stopped(edge_task, None)
     else:
+        if hardware is not None:
+            await hardware.stop()
         daemon.stop()
         rc = await _stopped(edge_task, STOP_TIMEOUT_S)
         rows = await _read_cdrs(config.store.path, max(50, args.calls * 2))
         _print_records(rows, config, edge)
-    if fleet is not None:
-        await fleet.stop()
+    for part in (hardware, fleet):
+        if part is not None:
+            await part.stop()
     return 0 if calls_ok and rc == 0 and len(rows) >= args.calls else 1
+
+
+async def _hardware_view(config: SiteConfig, timeout_s: float = 10.0) -> None:
+    """The front panel, UPS and rack sensor as the hardware agent reported them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    hw: Any = {}
+    while loop.time() < deadline:
+        hw = await api_get(config.api.socket, "/v1/hardware")
+        panel = hw.get("panel") or {}
+        if panel.get("watchdog") == "normal" and len(hw.get("readings", {})) >= 2:
+            break
+        await asyncio.sleep(0.2)
+    print(f"\nappliance (GET /v1/hardware): agent {hw.get('agent')}")
+    panel = hw.get("panel") or {}
+    if panel:
+        print(f"  front panel: link {'up' if panel.get('link_up') else 'down'}, watchdog {panel.get('watchdog')}, "
+              f"bypass relay {'engaged' if panel.get('relay') else 'off'}")  # fmt: skip
+    for device, reading in (hw.get("readings") or {}).items():
+        values = ", ".join(f"{k} {v:g}" for k, v in sorted(reading["values"].items()))
+        print(f"  {device}: {values}")
+    print(f"  alarms: {len(hw.get('alarms', []))} active")
 
 
 async def _fleet_view(fleet: Any, config: SiteConfig) -> None:

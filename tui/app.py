@@ -47,7 +47,7 @@ __all__ = ["ConsoleApp", "READS"]
 READS = {
     "status": "/v1/status", "calls": "/v1/calls", "queues": "/v1/queues", "agents": "/v1/agents",
     "registrations": "/v1/registrations", "trunks": "/v1/trunks", "config": "/v1/config",
-    "fleet": "/v1/diagnostics/fleet",
+    "fleet": "/v1/diagnostics/fleet", "hardware": "/v1/hardware",
 }  # fmt: skip
 """Snapshot kind -> the endpoint it is read from."""
 STALE = {
@@ -56,6 +56,7 @@ STALE = {
     "registration": ("registrations", "status"), "trunk": ("trunks", "status"), "mode": ("status", "trunks"),
     "config_applied": ("config", "status", "agents", "queues", "trunks", "registrations"),
     "maintenance": ("status",), "stats": ("status", "queues"), "overflow": tuple(READS),
+    "alarm": ("hardware",), "hardware_readings": ("hardware",), "panel": ("hardware",),
 }  # fmt: skip
 """Event type -> the snapshots it makes stale."""
 TABS = ("overview", "calls", "lines", "diagnostics", "config", "drill", "events")

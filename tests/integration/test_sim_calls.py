@@ -127,6 +127,9 @@ def test_branchline_demo_exits_0_and_prints_cdrs(tmp_path: Path) -> None:
     # the embedded broker and the fleet: the demo's site shows up online there
     assert "fleet: NOC dashboard http://127.0.0.1:" in proc.stdout, proc.stdout
     assert "fleet: branch-001 is online in the fleet, mode normal" in proc.stdout, proc.stdout
+    # the simulated front panel and UPS, through the hardware agent
+    assert "front panel: link up, watchdog normal, bypass relay off" in proc.stdout, proc.stdout
+    assert "ups: battery_pct 100" in proc.stdout and "temperature_c 22.5" in proc.stdout, proc.stdout
 
 
 async def test_phone_rtp_is_20ms_pcmu_with_consecutive_sequence_and_timestamp() -> None:

@@ -1,5 +1,6 @@
 """Overview: site, version, uptime, mode, WAN and fleet, trunks, phones, calls, service
-level, alarms and hardware (those two are not reported by the edge yet)."""
+level, alarms and hardware (front panel, UPS and sensors, as the hardware agent reports
+them to the edge; "not reported" without an agent)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ NOT_REPORTED = "not reported"
 
 
 class OverviewPane(Pane):
-    KINDS: ClassVar[tuple[str, ...]] = ("status", "trunks", "queues", "fleet")
+    KINDS: ClassVar[tuple[str, ...]] = ("status", "trunks", "queues", "fleet", "hardware")
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -67,7 +68,26 @@ class OverviewPane(Pane):
             ("Calls", f"{counts.get('calls_active', 0)} active, {counts.get('calls_waiting', 0)} waiting"),
             ("Service level", percent(min(levels)) + " (worst queue)" if levels else "-"),
             ("Agents", ", ".join(f"{k} {v}" for k, v in sorted(agents.items())) or "none logged in"),
-            ("Alarms", NOT_REPORTED),
-            ("Hardware", NOT_REPORTED),
+            *self.hardware_lines(),
         ]  # fmt: skip
         return "\n".join(f"{label:<14}{value}" for label, value in lines)
+
+    def hardware_lines(self) -> list[tuple[str, str]]:
+        hw = self.data.get("hardware")
+        if not hw or hw.get("agent") != "reporting":
+            return [("Alarms", NOT_REPORTED), ("Hardware", NOT_REPORTED)]
+        alarms = hw.get("alarms", [])
+        by_severity: dict[str, int] = {}
+        for alarm in alarms:
+            by_severity[alarm["severity"]] = by_severity.get(alarm["severity"], 0) + 1
+        alarm_text = ", ".join(f"{n} {sev}" for sev, n in by_severity.items()) or "none"
+        if alarms:
+            alarm_text += f" — {alarms[0].get('kind', '?')} {alarms[0].get('subject', '')}".rstrip()
+        panel = hw.get("panel") or {}
+        lines = [("Alarms", alarm_text),
+                 ("Panel", (f"link {'up' if panel.get('link_up') else 'DOWN'}, watchdog {panel.get('watchdog') or '?'}, "
+                            f"bypass relay {'ENGAGED' if panel.get('relay') else 'off'}") if panel else "-")]  # fmt: skip
+        for device, reading in (hw.get("readings") or {}).items():
+            values = ", ".join(f"{k} {v:g}" for k, v in sorted(reading.get("values", {}).items())[:4])
+            lines.append((f"  {device}"[:13], values or "-"))
+        return lines
