@@ -8,11 +8,14 @@ evaluates them, so they stay simple). Time comes in as ``now_ms`` ticks, compare
 
 Wire format, one frame::
 
-    COBS( kind:u8 | seq:u8 | body:bytes | crc:u16be ) 0x00
+    COBS( kind:u8 | seq:u8 | len:u8 | body:bytes | crc:u16be ) 0x00
 
-``crc`` is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over kind, seq and body.
+``crc`` is CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF) over kind, seq, len and body.
 COBS removes every zero from the frame so 0x00 only ever delimits: after garbage
-the decoder resynchronises at the next zero.
+the decoder resynchronises at the next zero. A frame is taken only in its one
+canonical COBS encoding and with ``len`` equal to its body's length: a bit flip that
+turns a byte into 0x00 cuts the frame short, and without ``len`` a frame whose CRC
+ends in 0x00 would still check out (the cut drops exactly that zero).
 
 Reliability (:class:`Link`): stop-and-wait. A reliable frame carries a sequence
 number 1..255, is acknowledged by an ``ACK`` frame with the same number and
@@ -35,7 +38,7 @@ PROTOCOL_VERSION = 1
 MAX_BODY = 240
 """Largest body in bytes; the encoded frame then fits 256 bytes with its overhead."""
 
-MAX_ENCODED = MAX_BODY + 8
+MAX_ENCODED = MAX_BODY + 9
 """Longest run of non-zero bytes the decoder buffers before it drops the frame."""
 
 # frame kinds: link control
@@ -127,7 +130,7 @@ def encode_frame(kind: int, seq: int, body: bytes = b"") -> bytes:
     """One frame on the wire, delimiter included."""
     if len(body) > MAX_BODY:
         raise ValueError("frame body longer than MAX_BODY")
-    raw = bytes((kind & 0xFF, seq & 0xFF)) + bytes(body)
+    raw = bytes((kind & 0xFF, seq & 0xFF, len(body))) + bytes(body)
     crc = crc16(raw)
     return cobs_encode(raw + bytes((crc >> 8, crc & 0xFF))) + b"\x00"
 
@@ -155,11 +158,11 @@ class Frame:
 
 
 class FrameError:
-    """A frame was dropped; ``reason`` says why (bad COBS, CRC, too short or too long)."""
+    """A frame was dropped; ``reason`` says why (bad COBS, length, CRC, too short or too long)."""
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        """Short machine-readable reason: cobs, crc, short, long."""
+        """Short machine-readable reason: cobs, length, crc, short, long."""
 
     def __repr__(self) -> str:
         return f"FrameError({self.reason!r})"
@@ -171,11 +174,17 @@ def decode_frame(encoded: bytes) -> "Frame | FrameError":
         raw = cobs_decode(encoded)
     except ValueError:
         return FrameError("cobs")
-    if len(raw) < 4:
+    if cobs_encode(raw) != encoded:
+        # not the one encoding of this data: e.g. the final code byte 0x01 turned into a
+        # delimiter decodes to the same bytes, CRC and all; only the canonical form counts
+        return FrameError("cobs")
+    if len(raw) < 5:
         return FrameError("short")
+    if raw[2] != len(raw) - 5:
+        return FrameError("length")
     if crc16(raw[:-2]) != (raw[-2] << 8) | raw[-1]:
         return FrameError("crc")
-    return Frame(raw[0], raw[1], bytes(raw[2:-2]))
+    return Frame(raw[0], raw[1], bytes(raw[3:-2]))
 
 
 class FrameDecoder:

@@ -30,10 +30,10 @@ COBS_VECTORS = [  # the examples of Cheshire & Baker's paper / the usual table
     (bytes(range(1, 256)), b"\xff" + bytes(range(1, 255)) + b"\x02\xff"),
 ]
 
-FRAME_VECTORS = [  # kind, seq, body -> exact wire bytes
-    (0x10, 0, b"\x01", b"\x02\x10\x04\x01\x9f\xde\x00"),
-    (frame.ACK, 7, b"", b"\x05\x01\x07\x5e\xd9\x00"),
-    (0x11, 1, b"\x00", b"\x03\x11\x01\x03\x8b\xfe\x00"),
+FRAME_VECTORS = [  # kind, seq, body -> exact wire bytes (kind, seq, len, body, CRC, COBS)
+    (0x10, 0, b"\x01", b"\x02\x10\x05\x01\x01\xbc\x77\x00"),
+    (frame.ACK, 7, b"", b"\x03\x01\x07\x03\x62\x3b\x00"),
+    (0x11, 1, b"\x00", b"\x04\x11\x01\x01\x03\xed\xd2\x00"),
 ]
 
 
@@ -163,8 +163,8 @@ def check_link():
     odd = link.Link(link.ROLE_MCU, 4, 0)
     hello = bytearray(odd.data_to_send())
     raw = bytearray(frame.cobs_decode(bytes(hello[:-1])))
-    raw[2] = 9
-    fixed = frame.encode_frame(raw[0], raw[1], bytes(raw[2:-2]))
+    raw[3] = 9  # the HELLO body's first byte: the protocol version
+    fixed = frame.encode_frame(raw[0], raw[1], bytes(raw[3:-2]))
     fresh = link.Link(link.ROLE_HOST, 5, 0)
     events = fresh.receive(fixed, 0)
     _eq([type(e).__name__ for e in events], ["VersionMismatch"], "version mismatch")
