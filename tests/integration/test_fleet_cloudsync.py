@@ -26,6 +26,7 @@ from fleet.cloudsync import (
     CloudSync,
     MaskPolicy,
     SyncSettings,
+    cloud,
     cloud_alarms,
     cloud_cdrs,
     cloud_intervals,
@@ -281,6 +282,8 @@ async def test_run_forever_exports_until_stopped(fleet: FleetStore, urls: tuple[
     if not urls[0].startswith("sqlite") or not urls[1].startswith("sqlite"):
         pytest.skip("the loop is dialect-neutral; once is enough")
     await ingest(fleet, "b1", day_one())
+    async with dest.begin() as conn:  # so the polling below never races the exporter's create_all
+        await conn.run_sync(cloud.create_all)
     stop = asyncio.Event()
     loop = asyncio.create_task(run_forever(urls[0], urls[1], stop, every_s=0.05))
     async with asyncio.timeout(10):
