@@ -10,7 +10,7 @@ const HEALTH = {
   online: ["ONLINE", "\u2713"], offline: ["OFFLINE", "\u2715"], survivable: ["SURVIVABLE", "\u26A0"],
   alarms: ["ALARMS", "!"], unknown: ["UNKNOWN", "?"],
 };
-const state = { token: localStorage.getItem(TOKEN_KEY), me: null, sites: new Map(), summary: null,
+const state = { token: localStorage.getItem(TOKEN_KEY), me: null, sites: new Map(), summary: null, alarmsTicket: 0,
                 stream: null, route: null };
 
 // -- helpers ----------------------------------------------------------------------------
@@ -258,7 +258,9 @@ async function showAlarms() {
 
 async function loadAlarms() {
   const sev = $("#severity")?.value;
+  const ticket = ++state.alarmsTicket; // a slower, older answer must not overwrite a newer one
   const alarms = await api(`/alarms${sev ? `?severity=${sev}` : ""}`);
+  if (ticket !== state.alarmsTicket) return;
   $("#alarms")?.replaceChildren(alarmTable(alarms, true));
 }
 
