@@ -51,7 +51,7 @@ from bench._common import emit_json, log  # noqa: E402
 from images.build import build_wheels, make_bundle, source_date_epoch  # noqa: E402
 from images.bundle import sha256_file  # noqa: E402
 from images.health import HealthPolicy  # noqa: E402
-from images.install import InstallResult, Installer, QuietPolicy  # noqa: E402
+from images.install import Installer, InstallResult, QuietPolicy  # noqa: E402
 from images.service import Supervisor, supervisor_program, supervisord_conf  # noqa: E402
 from images.slots import BoxLayout  # noqa: E402
 from tests.sipp import default_edge_config, wait_for  # noqa: E402
