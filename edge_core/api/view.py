@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import importlib.metadata
 import time
 from collections import Counter
@@ -32,6 +33,7 @@ from zoneinfo import ZoneInfo
 import cython_ext
 from edge_core.acd.center import AcdError, AgentStateChanged, IllegalTransition
 from edge_core.sip.call import CallState
+from edge_core.sip.records import leg_mos
 from edge_core.sip.registrar import BindingChange
 from edge_core.store.db import CdrRow
 
@@ -261,6 +263,11 @@ class EdgeView:
         for call in list(self.core.b2bua.calls.values()):
             h = hosted.get(call.id)
             legs = [("a", call.a), ("b", call.b)]
+            for _, leg in legs:  # live counters: loss, jitter and MOS as of now
+                if leg is not None and leg.media is not None and hasattr(self.media, "refresh"):
+                    with contextlib.suppress(Exception):  # released meanwhile: last counters stand
+                        self.media.refresh(leg.media)
+            scores = [m for _, leg in legs if leg is not None and (m := leg_mos(leg.media)) is not None]
             out.append(
                 {
                     "id": call.id,
@@ -283,6 +290,7 @@ class EdgeView:
                     if call.answer_time
                     else None,
                     "recording": call.recording is not None,
+                    "mos": min(scores) if scores else None,
                     "legs": [_leg(side, leg) for side, leg in legs if leg is not None],
                 }
             )
@@ -563,6 +571,9 @@ def _leg(side: str, leg: Any) -> dict[str, Any]:
         else None,
         "packets_in": media.packets_in if media is not None else 0,
         "packets_out": media.packets_out if media is not None else 0,
+        "lost": media.lost if media is not None else 0,
+        "jitter_ms": _round(media.jitter_ms, 2) if media is not None else None,
+        "mos": leg_mos(media),
     }
 
 

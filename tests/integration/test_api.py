@@ -339,6 +339,13 @@ async def test_a_waiting_caller_is_rung_to_the_agent_logged_in_by_the_api_and_hu
 
         joined = await wait_for_async_coro(connected, 5, what="the agent answering")
         assert [leg["side"] for leg in joined["legs"]] == ["a", "b"]
+
+        async def scored() -> dict[str, Any] | None:  # live quality, once audio flowed both ways
+            calls = (await client.get("/v1/calls")).json()["calls"]
+            return calls[0] if calls and all(leg["mos"] for leg in calls[0]["legs"]) else None
+
+        live = await wait_for_async_coro(scored, 5, what="a live MOS on both legs")
+        assert 4.0 < live["mos"] <= 4.5 and all(leg["lost"] == 0 for leg in live["legs"])
         agents = {a["id"]: a for a in (await client.get("/v1/agents")).json()["agents"]}
         assert agents["dana"]["state"] == "on_call"
         resp = await client.post("/v1/agents/dana/logout")

@@ -1,4 +1,4 @@
-"""Calls and queues: active calls (from/to, legs, duration, state), queues (waiting,
+"""Calls and queues: active calls (from/to, legs, duration, state, live MOS), queues (waiting,
 longest wait, service level, agents by state) and agents (state, reason, time in state),
 with actions on the selected row: hang up a call, pause/unpause/log out an agent."""
 
@@ -26,7 +26,7 @@ class CallsPane(Pane):
     def compose(self) -> ComposeResult:
         yield Static("Calls", classes="section")
         calls: DataTable[str] = DataTable(id="calls-table", cursor_type="row", zebra_stripes=True)
-        calls.add_columns("From", "To", "State", "Queue/agent", "Dur", "Legs")
+        calls.add_columns("From", "To", "State", "Queue/agent", "Dur", "Legs", "MOS")
         yield calls
         yield Static("Queues", classes="section")
         queues: DataTable[str] = DataTable(id="queues-table", cursor_type="row")
@@ -47,8 +47,10 @@ class CallsPane(Pane):
                 legs = " ".join(f"{leg['side']}:{'ok' if leg.get('confirmed') else '..'}" for leg in c.get("legs", []))
                 where = c.get("agent") or c.get("queue") or c.get("destination") or ""
                 state = c.get("state", "?") + (" hold" if c.get("on_hold") else "")
+                mos = c.get("mos")
                 rows.append((c["id"], [c.get("from") or "?", c.get("to") or "?", state, where,
-                                       duration(c.get("duration_s")), legs]))  # fmt: skip
+                                       duration(c.get("duration_s")), legs,
+                                       "-" if mos is None else f"{mos:.1f}"]))  # fmt: skip
             sync_table(self.query_one("#calls-table", DataTable), rows)
         elif kind == "queues":
             rows = []
