@@ -295,3 +295,29 @@ async def test_diagnostics_from_the_console_and_a_support_bundle_without_secrets
         assert password not in everything
     assert "password: '***'" in files["config.yaml"]
     assert "OPTIONS ping" in files["diagnostics.json"] and '"integrity"' in files["diagnostics.json"]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+async def test_every_screen_at_both_sizes_fits_and_is_saved_as_a_screenshot(
+    edge_factory: EdgeFactory, tmp_path: Path, size: tuple[int, int]
+) -> None:
+    """Each tab at 80x24 and 120x40 against a live edge: its main widget is on screen
+    (inside the terminal, not pushed off it) and shows its data; an SVG screenshot of
+    each goes to test-artifacts/tui/ for a person to look at. (Byte-exact snapshot
+    comparisons are not done: pytest-textual-snapshot needs an older pytest.)"""
+    artifacts = Path(__file__).resolve().parents[2] / "test-artifacts" / "tui"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    edge = edge_factory(site(tmp_path))
+    app = console(edge, tmp_path)
+    async with app.run_test(size=size) as pilot:
+        await until(pilot, lambda: app.connected and "registered" in text(app, "#overview-body"), "connected")
+        width, height = size
+        for key, tab in enumerate(("overview", "calls", "lines", "diagnostics", "config", "drill", "events"), 1):
+            await goto(pilot, str(key), tab)
+            focused = app.focused
+            assert focused is not None
+            region = focused.region
+            assert region.width > 0 and region.height > 0, tab
+            assert region.right <= width and region.y < height, (tab, region)  # on screen
+            app.save_screenshot(str(artifacts / f"{width}x{height}-{key}-{tab}.svg"))
+        assert "sales" in str(rows(app, "#queues-table"))
