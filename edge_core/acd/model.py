@@ -123,6 +123,9 @@ class FeatureCodes(_Strict):
     pause: DialCode = "*73"
     """``*73`` pauses; ``*73<digits>`` pauses with that reason (named via ``pause_reasons``)."""
     unpause: DialCode = "*74"
+    echo: DialCode = "*43"
+    """The echo test: the edge answers and sends the caller's own audio back (a
+    technician hears the path through the edge; the CDR carries its loss, jitter, MOS)."""
     pause_reasons: dict[Annotated[str, Field(pattern=r"^[0-9]{1,4}$")], str] = {}
     """Digits after the pause code -> reason name, e.g. ``{"1": "lunch"}``."""
 
@@ -133,6 +136,7 @@ class FeatureCodes(_Strict):
             "logout": self.logout,
             "pause": self.pause,
             "unpause": self.unpause,
+            "echo": self.echo,
         }
         for a, code_a in codes.items():
             for b, code_b in codes.items():

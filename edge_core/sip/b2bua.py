@@ -72,6 +72,7 @@ class B2BUA(HostedLegs):
         self.resolve_transfer: Callable[[str], Any] | None = None
         self.calls: dict[str, Call] = {}
         self._by_media: dict[int, Call] = {}  # media leg id -> its call (RTP timeouts)
+        self._echo: dict[str, Any] = {}  # call id -> the hairpin leg of an echo test
         self._dialogs: dict[tuple[str, str], tuple[Call, Leg]] = {}  # (Call-ID, our tag)
         # (deadline, seq, call id, what): "ring" timeouts and "forget" of ended dialogs
         self._timers: list[tuple[float, int, str, str]] = []
@@ -582,6 +583,10 @@ class B2BUA(HostedLegs):
             if leg is not None and leg.media is not None:
                 self.media.release(leg.media)
                 self._by_media.pop(leg.media.id, None)
+        hairpin = self._echo.pop(call.id, None)  # an echo test's second leg
+        if hairpin is not None:
+            self.media.release(hairpin)
+            self._by_media.pop(hairpin.id, None)
         self.calls.pop(call.id, None)
         # keep the dialogs findable while retransmissions may still arrive (64*T1)
         heapq.heappush(self._timers, (now + DIALOG_LINGER_S, next(self._seq), call.id, "forget"))

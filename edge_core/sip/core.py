@@ -417,6 +417,14 @@ class SipCore:
             except SdpError as exc:
                 self._reply(tx, 400, now, f"Bad SDP: {exc}"[:80])
                 return
+        if dialled == self.config.feature_codes.echo:
+            call = self.b2bua.answer_hosted(
+                req, tx, addr, transport, offer, caller_number=caller_number, dialled=dialled,
+                destination="echo", now=now,
+            )  # fmt: skip
+            if call is not None:
+                self.b2bua.start_echo(call)
+            return
         feature = self.hosted.feature_code(caller_number, dialled, now)
         if feature is not None:
             call = self.b2bua.answer_hosted(

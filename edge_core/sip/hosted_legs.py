@@ -53,6 +53,7 @@ class HostedLegs:
     user_agent: str
     local: dict[str, tuple[str, int]]
     _by_media: dict[int, Call]
+    _echo: dict[str, Any]
     _dialogs: dict[tuple[str, str], tuple[Call, Leg]]
     wall: Any
 
@@ -118,6 +119,18 @@ class HostedLegs:
         call.answer_time = self.wall()
         self._respond(call, 200, now, None, answer.to_bytes())
         return call
+
+    def start_echo(self, call: Call) -> None:
+        """The echo test: the caller's leg is paired with a hairpin leg of the edge's own
+        whose remote is itself, so every packet the caller sends comes back to them
+        through the relay (the engine refuses to pair a leg with itself)."""
+        hairpin = self.media.allocate_leg()
+        self.media.set_remote(hairpin, self.media_host, hairpin.local_port)
+        voice = 8 if call.codec == "PCMA" else 0
+        self.media.set_codec(hairpin, voice, None)
+        self.media.connect(call.a.media, hairpin)
+        self._by_media[hairpin.id] = call
+        self._echo[call.id] = hairpin
 
     def originate(
         self, target: Any, *, from_number: str, to_number: str, destination: str, agent_id: str, now: float

@@ -320,3 +320,21 @@ async def test_http_lookup_routes_known_callers_and_falls_back_when_the_crm_is_d
         dead.close()
     causes = [r["cause"] for r in cdrs(edge.config["store"]["path"])]
     assert causes == ["ivr-known", "ivr-unknown", "ivr-crm-down"]
+
+
+async def test_the_echo_code_sends_the_callers_own_audio_back(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    """*43: the edge answers and every packet the caller sends comes back to them; the
+    CDR has the quality figures a technician wants."""
+    edge = edge_factory(site(tmp_path))
+    caller = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    async with caller:
+        await caller.register()
+        result = await caller.call("*43", talk_s=2.0)
+    assert result.status == 200 and result.hangup_side == "caller", result.line(1)
+    assert result.caller_received > 0.8 * result.caller_sent > 50, result.line(1)  # it came back
+    edge.stop()
+    (cdr,) = cdrs(edge.config["store"]["path"])
+    assert (cdr["destination"], cdr["disposition"]) == ("echo", "answered")
+    assert cdr["a_lost"] == 0 and cdr["mos"] > 4.0
