@@ -33,6 +33,7 @@ from edge_core.telemetry import protocol as p
 from fleet.alarms import AlarmRules, changes_for
 from fleet.mqtt import MqttConnection, MqttError
 from fleet.store import FleetStore, IngestBatch
+from fleet.store.ingest import UnstorableJson, check_site, storable, storable_record
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,10 @@ class WorkerStats:
 class _Parsed:
     batch: IngestBatch
     messages: list[paho.MQTTMessage]
+    """Every message of the batch, malformed ones included: all are PUBACKed after the commit."""
     acks: dict[str, int] = field(default_factory=dict)
+    size: int = 0
+    """Payload bytes of ``messages``."""
 
 
 class IngestWorker:
@@ -123,68 +127,119 @@ class IngestWorker:
             delay = min(delay * 2, self.settings.reconnect_max_s)
 
     async def _consume(self, mqtt: MqttConnection, stop: asyncio.Event) -> None:
+        """Receive and parse the next batch while the previous one commits.
+
+        At most one transaction is in flight (``storing``) and one batch grows behind it
+        (``pending``): messages are parsed as they arrive, so the parsing overlaps the
+        database's work, and when the commit ends whatever has gathered is stored next.
+        A quiet fleet therefore still commits each message at once, a busy one gets
+        transactions as large as one commit's worth of traffic (bounded by
+        ``max_batch_messages`` / ``max_batch_bytes``, which bounds the commit time and
+        so the added latency) — no timer. Batches commit and are acknowledged strictly
+        in the order they were received, as MQTT 3.1.1 wants PUBACKs (4.6).
+        """
         stopping = asyncio.ensure_future(stop.wait())
+        getter: asyncio.Future[paho.MQTTMessage] | None = None
+        storing: asyncio.Task[bool] | None = None
+        pending: _Parsed | None = None
+        limit, max_bytes = self.settings.max_batch_messages, self.settings.max_batch_bytes
         try:
             while True:
-                getter = asyncio.ensure_future(mqtt.messages.get())
-                waiting: set[asyncio.Future[Any]] = {getter, stopping, mqtt.lost}
+                full = pending is not None and (len(pending.messages) >= limit or pending.size >= max_bytes)
+                if getter is None and not full:
+                    getter = asyncio.ensure_future(mqtt.messages.get())
+                waiting: set[asyncio.Future[Any]] = {stopping, mqtt.lost}
+                waiting |= {f for f in (getter, storing) if f is not None}
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    if mqtt.lost.done():
-                        raise MqttError("connection lost")
-                    return  # stop requested, nothing in hand
-                messages = [getter.result()]
-                size = len(messages[0].payload)
-                limit, max_bytes = self.settings.max_batch_messages, self.settings.max_batch_bytes
-                while len(messages) < limit and size < max_bytes and not mqtt.messages.empty():
-                    messages.append(mqtt.messages.get_nowait())
-                    size += len(messages[-1].payload)
-                parsed = self.parse(messages, time.time())
-                if not await self._store(parsed, stop):
-                    return  # stopping during a database outage: leave them unacknowledged
-                if mqtt.lost.done():
-                    raise MqttError("connection lost (batch stored; the broker redelivers it)")
-                self._publish_acks(mqtt, parsed)
+                if getter is not None and getter.done():
+                    pending = pending or _Parsed(IngestBatch(time.time()), [])
+                    self._parse_into(pending, getter.result())
+                    getter = None
+                    while len(pending.messages) < limit and pending.size < max_bytes and not mqtt.messages.empty():
+                        self._parse_into(pending, mqtt.messages.get_nowait())
+                if storing is not None and storing.done():
+                    done, storing = storing, None
+                    if not done.result():
+                        return  # stopping during a database outage: left unacknowledged
+                if stop.is_set() or mqtt.lost.done():
+                    break
+                if storing is None and pending is not None:
+                    storing = asyncio.ensure_future(self._store_and_ack(mqtt, pending, stop))
+                    pending = None
+            # stopping or lost: finish the commit in flight (its acks go out if they
+            # can); a batch not yet committed stays unacknowledged and is redelivered
+            if storing is not None:
+                await storing
+            if mqtt.lost.done():
+                raise MqttError("connection lost (stored batches are redelivered and acked again)")
         finally:
             stopping.cancel()
+            if getter is not None:
+                getter.cancel()
+            if storing is not None and not storing.done():
+                storing.cancel()
+
+    async def _store_and_ack(self, mqtt: MqttConnection, parsed: _Parsed, stop: asyncio.Event) -> bool:
+        """Commit one batch, then send its acks and PUBACKs; False if abandoned."""
+        if not await self._store(parsed, stop):
+            return False
+        if not mqtt.lost.done():
+            self._publish_acks(mqtt, parsed)
+        return True
 
     def parse(self, messages: list[paho.MQTTMessage], now: float) -> _Parsed:
         """Sort messages into an IngestBatch; count and skip the malformed."""
-        batch = IngestBatch(now)
+        parsed = _Parsed(IngestBatch(now), [])
         for msg in messages:
-            self.stats.messages += 1
-            if not msg.payload:  # a retained message being cleared
-                continue
-            payload = bytes(msg.payload)
-            try:
-                site, kind = p.parse_topic(msg.topic)
-                self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
-                if kind == "outbox":
-                    outbox = p.OutboxBatch.from_bytes(payload)
-                    for record in outbox.records:
-                        batch.records.append((site, record))
+            self._parse_into(parsed, msg)
+        return parsed
+
+    def _parse_into(self, parsed: _Parsed, msg: paho.MQTTMessage) -> None:
+        """Add one message to a batch (every message is kept, to be PUBACKed with it).
+
+        An outbox message is validated whole — the protocol's pydantic model (the same
+        schema the edge writes with, checked in Rust) and ``storable_record`` for every
+        record — before any of its records joins the batch: it goes in entirely or is
+        dropped as malformed entirely. Other kinds pass ``storable`` (values PostgreSQL
+        would refuse are malformed input, not a database error that stalls the worker).
+        """
+        batch = parsed.batch
+        parsed.messages.append(msg)
+        parsed.size += len(msg.payload)
+        self.stats.messages += 1
+        if not msg.payload:  # a retained message being cleared
+            return
+        payload = bytes(msg.payload)
+        try:
+            site, kind = p.parse_topic(msg.topic)
+            self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
+            check_site(site)
+            if kind == "outbox":
+                outbox = p.OutboxBatch.from_bytes(payload)
+                bodies = [storable_record(record) for record in outbox.records]
+                for record, body in zip(outbox.records, bodies, strict=True):
+                    batch.add_record(site, record, body)
+                    if record.kind == "event":  # the only kind an alarm rule reads
                         batch.alarms += changes_for(self.rules, site, record)
-                    self.stats.records += len(outbox.records)
-                elif kind == "state":
-                    state = p.State.from_bytes(payload)
-                    batch.states.append((site, state))
-                    batch.alarms += changes_for(self.rules, site, state)
-                elif kind == "metrics":
-                    metrics = p.Metrics.from_bytes(payload)
-                    batch.metrics.append((site, metrics))
-                    batch.alarms += changes_for(self.rules, site, metrics)
-                elif kind == "config/report":
-                    batch.reports.append((site, p.ConfigReport.from_bytes(payload)))
-                elif kind == "cmd/result":
-                    batch.results.append((site, p.CommandResult.from_bytes(payload)))
-                else:
-                    raise p.ProtocolError(f"unexpected topic kind {kind!r}")
-                self.stats.accepted += 1
-            except p.ProtocolError as exc:
-                self.stats.malformed += 1
-                log.debug("dropped malformed message on %s: %s", msg.topic, exc)
-        return _Parsed(batch, messages)
+                self.stats.records += len(outbox.records)
+            elif kind == "state":
+                state = storable(p.State.from_bytes(payload))
+                batch.states.append((site, state))
+                batch.alarms += changes_for(self.rules, site, state)
+            elif kind == "metrics":
+                metrics = storable(p.Metrics.from_bytes(payload))
+                batch.metrics.append((site, metrics))
+                batch.alarms += changes_for(self.rules, site, metrics)
+            elif kind == "config/report":
+                batch.reports.append((site, storable(p.ConfigReport.from_bytes(payload))))
+            elif kind == "cmd/result":
+                batch.results.append((site, storable(p.CommandResult.from_bytes(payload))))
+            else:
+                raise p.ProtocolError(f"unexpected topic kind {kind!r}")
+            self.stats.accepted += 1
+        except (p.ProtocolError, UnstorableJson) as exc:
+            self.stats.malformed += 1
+            log.debug("dropped malformed message on %s: %s", msg.topic, exc)
 
     async def _store(self, parsed: _Parsed, stop: asyncio.Event) -> bool:
         delay = 0.1

@@ -41,6 +41,8 @@ def _retryable(exc: DBAPIError) -> bool:
 class FleetStore(StoreQueries):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._known_sites: set[str] = set()
+        """Site ids whose ``sites`` row a committed ingest of ours has made sure of."""
 
     @classmethod
     async def open(cls, url: str = DEFAULT_URL, *, migrate_schema: bool = True, pool_size: int = 5) -> FleetStore:
@@ -70,7 +72,10 @@ class FleetStore(StoreQueries):
         for attempt in range(_RETRIES):
             try:
                 async with self.engine.begin() as conn:
-                    return await ingest(conn, batch)
+                    result = await ingest(conn, batch, self._known_sites)
+                # remembered only once committed: a rolled-back insert made no row
+                self._known_sites.update(result.new_sites)
+                return result
             except DBAPIError as exc:
                 if attempt + 1 == _RETRIES or not _retryable(exc):
                     raise

