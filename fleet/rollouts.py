@@ -10,7 +10,10 @@ the time and each site's result and says which sites to start next. Rules:
   wave's success rate is at least ``success_threshold``;
 * it **halts** as soon as a wave's failure rate (failed / wave size) passes
   ``error_threshold`` -- the remaining sites of that wave and every later wave never start;
+* a site that reports nothing within ``install_timeout_s`` counts as failed;
 * an operator can pause, resume or abort.
+
+The control loop that drives campaigns over MQTT is ``fleet.rollout_control``.
 
 :class:`RolloutStore` keeps campaigns and per-site state (with every rollback reason)
 in two tables of this module's own metadata, created on the fleet store's engine.
@@ -18,6 +21,7 @@ in two tables of this module's own metadata, created on the fleet store's engine
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -51,6 +55,11 @@ class CampaignSpec:
     window_end_h: int = 6
     """Installs start only between these local hours (wrapping midnight); equal = always."""
     timezone: str = "UTC"
+    bundle_sha256: str = ""
+    """SHA-256 of the bundle file: the box checks its download against it."""
+    bundle_size: int = 0
+    install_timeout_s: float = 1800.0
+    """A site with no result this long after its start counts as failed."""
 
 
 def plan_waves(sites: list[str], waves: tuple[float, ...]) -> list[list[str]]:
@@ -83,6 +92,8 @@ class SiteProgress:
     wave: int = 0
     started_at: float | None = None
     done_at: float | None = None
+    check: str = ""
+    """The check that failed (``api``, ``crash_loop``, ``download`` ...), for a rollback."""
 
 
 @dataclass
@@ -124,14 +135,24 @@ class Campaign:
                 room -= 1
         return started
 
-    def report(self, site: str, outcome: str, reason: str, now: float) -> None:
-        """A site's result: ``committed``, ``rolled_back`` or ``failed`` (with why)."""
+    def report(self, site: str, outcome: str, reason: str, now: float, check: str = "") -> bool:
+        """A site's result: ``committed``, ``rolled_back`` or ``failed`` (with why).
+        False (and nothing changes) for a late or duplicate report."""
         progress = self.sites.get(site)
         if progress is None or progress.state != "installing":
-            return  # a late or duplicate report changes nothing
+            return False
         progress.state = outcome if outcome in ("committed", "rolled_back") else "failed"  # type: ignore[assignment]
-        progress.reason, progress.done_at = reason, now
+        progress.reason, progress.done_at, progress.check = reason, now, check
         self._judge()
+        return True
+
+    def expire(self, now: float) -> list[str]:
+        """Sites installing for longer than ``install_timeout_s``: reported failed."""
+        late = [s for s, p in self.sites.items() if p.state == "installing" and p.started_at is not None
+                and now - p.started_at > self.spec.install_timeout_s]
+        for site in late:
+            self.report(site, "failed", f"no result within {self.spec.install_timeout_s:.0f} s", now, "timeout")
+        return late
 
     def _judge(self) -> None:
         if self.state not in ("running", "paused"):
@@ -207,6 +228,7 @@ rollout_sites = Table(
     Column("reason", Text, nullable=False, server_default=""),
     Column("started_at", Float),
     Column("done_at", Float),
+    Column("failed_check", String(32), nullable=False, server_default=""),
 )
 
 
@@ -215,6 +237,8 @@ class RolloutStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.lock = asyncio.Lock()
+        """Held around load-change-save by everyone in this process (API and control loop)."""
 
     async def create_tables(self) -> None:
         async with self.engine.begin() as conn:
@@ -243,7 +267,7 @@ class RolloutStore:
             for site, p in campaign.sites.items():
                 await conn.execute(update(rollout_sites).where(
                     (rollout_sites.c.campaign_id == cid) & (rollout_sites.c.site_id == site)).values(
-                    state=p.state, reason=p.reason, started_at=p.started_at, done_at=p.done_at))
+                    state=p.state, reason=p.reason, started_at=p.started_at, done_at=p.done_at, failed_check=p.check))
 
     async def load(self, cid: int) -> Campaign:
         async with self.engine.connect() as conn:
@@ -253,8 +277,22 @@ class RolloutStore:
         campaign = Campaign(spec, state=row.state, wave=row.wave, halt_reason=row.halt_reason,
                             waves=[list(w) for w in row.waves])
         for s in sites:
-            campaign.sites[s.site_id] = SiteProgress(s.state, s.reason, s.wave, s.started_at, s.done_at)
+            campaign.sites[s.site_id] = SiteProgress(s.state, s.reason, s.wave, s.started_at, s.done_at, s.failed_check)
         return campaign
+
+    async def exists(self, cid: int) -> bool:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(rollout_campaigns.c.id).where(rollout_campaigns.c.id == cid))).first()
+        return row is not None
+
+    async def list_campaigns(self, *, states: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+        """Every campaign's row (id, name, spec, state, wave, halt_reason, times), newest first."""
+        stmt = select(rollout_campaigns).order_by(rollout_campaigns.c.id.desc())
+        if states is not None:
+            stmt = stmt.where(rollout_campaigns.c.state.in_(states))
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [dict(r._mapping) for r in rows]
 
     async def site_rows(self, cid: int) -> list[dict[str, Any]]:
         """Per-site state with every rollback reason (for the API and dashboard)."""

@@ -1,4 +1,4 @@
-"""What the fleet may ask an edge on ``cmd``: ping, logs, diagnostics, maintenance.
+"""What the fleet may ask an edge on ``cmd``: ping, logs, diagnostics, maintenance, update.
 
 Each op takes the command's ``args`` and returns a JSON-able result, or raises
 :class:`CommandFailed` with a reason for the ``error`` field. The log lines come from
@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any, Protocol
 
 import cython_ext
 from edge_core.store.db import EdgeStore
+from edge_core.telemetry import protocol
 
-OPS = ("ping", "logs", "diagnostics", "maintenance")
+OPS = ("ping", "logs", "diagnostics", "maintenance", "update")
+BOX_ROOT_ENV = "BRANCHLINE_BOX_ROOT"
+log = logging.getLogger("edge.telemetry")
 MAX_LOG_LINES = 10_000
 
 
@@ -74,4 +81,44 @@ async def run_command(op: str, args: dict[str, Any], target: CommandTarget, stor
             raise CommandFailed("args.on: true or false")
         target.set_maintenance(on)
         return {"maintenance": on}
+    if op == protocol.UPDATE_OP:
+        return start_update(args)
     raise CommandFailed(f"unknown op {op!r} (one of {', '.join(OPS)})")
+
+
+def box_root() -> Path | None:
+    """The A/B box this edge runs from: ``$BRANCHLINE_BOX_ROOT``, else the root above
+    the running slot's venv (``ROOT/slots/a/venv``); None when not installed as a slot."""
+    env = os.environ.get(BOX_ROOT_ENV)
+    if env:
+        return Path(env)
+    venv = Path(sys.prefix).resolve()
+    if venv.name == "venv" and venv.parent.parent.name == "slots":
+        return venv.parent.parent.parent
+    return None
+
+
+def start_update(args: dict[str, Any]) -> dict[str, Any]:
+    """Start the update agent (``images.agent``) detached, in its own session: the
+    installer restarts this edge, and the agent must outlive that to commit or roll
+    back and to report the outcome under ``args.report_id``. Answers ``accepted``."""
+    try:
+        spec = protocol.UpdateArgs.model_validate(args)
+    except ValueError as exc:
+        raise CommandFailed(f"args: {exc}") from None
+    root = box_root()
+    if root is None or not (root / "state.json").exists():
+        raise CommandFailed("this edge does not run from an A/B box (no ROOT/slots/*/venv with state.json)")
+    from images.agent import update_running
+
+    if update_running(root):
+        raise CommandFailed("an update is running already")
+    (root / "log").mkdir(exist_ok=True)
+    with open(root / "log" / "update-agent.log", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "images.agent", "--root", str(root), "--args", spec.model_dump_json()],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=str(root), close_fds=True,
+        )
+    log.info("update to %s: agent pid %d started (%s)", spec.version, proc.pid, spec.report_id)
+    return protocol.UpdateResult(stage="accepted", version=spec.version).model_dump()

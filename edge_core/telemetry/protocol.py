@@ -191,3 +191,40 @@ def load_public_key(pem_or_raw: bytes) -> Any:
         return serialization.load_pem_public_key(data)
     raw = data if len(data) == 32 else base64.b64decode(data)
     return Ed25519PublicKey.from_public_bytes(raw)
+
+
+# -- software updates (op ``update`` on ``cmd``) ------------------------------------------
+
+UPDATE_OP = "update"
+UpdateOutcomeName = Literal["committed", "rolled_back", "refused", "failed"]
+
+
+class UpdateArgs(_Msg):
+    """``args`` of the ``update`` command: where the bundle is and what it must be."""
+
+    url: str = Field(min_length=1, max_length=2000)
+    """HTTP(S) URL of the bundle at the fleet (``GET`` with ``Range`` to resume)."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """SHA-256 of the whole bundle file (checked after download, before the installer)."""
+    size: int = Field(ge=1)
+    version: str = Field(min_length=1, max_length=64)
+    report_id: str = Field(min_length=1, max_length=64)
+    """The id the final ``done`` result is published under (the command's own id: the
+    update agent that publishes it is a separate process and does not see the command)."""
+    campaign: int | None = None
+
+
+class UpdateResult(_Msg):
+    """The ``result`` of an ``update`` command on ``cmd/result``. The edge answers twice
+    with the command's id: ``stage`` ``accepted`` when the update agent has started
+    (the edge is about to be restarted by it), then ``done`` with the outcome, published
+    by the agent itself (it outlives the edge's restart). A final ``done`` has
+    ``ok = (outcome == "committed")`` and the reason in the result's ``error``."""
+
+    stage: Literal["accepted", "done"]
+    version: str
+    outcome: UpdateOutcomeName | None = None
+    check: str = ""
+    """The check that refused or failed (``signature``, ``api``, ``crash_loop``, ``download`` ...)."""
+    reason: str = ""
+    timings: dict[str, float] = Field(default_factory=dict)

@@ -80,7 +80,7 @@ def create_app(
     signing key and publisher) enables config push and rollback; ``tokens`` holds the
     bearer tokens (an empty in-memory registry by default: then nobody gets in until
     one is issued). ``poll_interval_s`` is how often the event stream reads the store."""
-    from fleet.api import alarms, cdrs, config_routes, events, prometheus, sites
+    from fleet.api import alarms, cdrs, config_routes, events, prometheus, rollouts, sites
     from fleet.api import tokens as token_routes
 
     hub = EventHub(store, poll_interval_s=poll_interval_s)
@@ -124,7 +124,7 @@ def create_app(
             response.headers[name] = value
         return response
 
-    for module in (sites, alarms, config_routes, cdrs, token_routes, events):
+    for module in (sites, alarms, config_routes, cdrs, token_routes, events, rollouts):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(prometheus.router)
     _include_reports(app)
