@@ -15,9 +15,13 @@ def _bootstrap(args: argparse.Namespace) -> int:
         kwargs = {"key_filename": args.key} if args.key else {}
         return Connection(host, user=args.user, connect_kwargs=kwargs)
 
+    tokens = dict(zip(args.hosts, args.enroll_token or [], strict=False))
+
     def opts(host: str) -> BootstrapOptions:
         site = args.site if len(args.hosts) == 1 else f"{args.site}-{host.split('.')[0]}"
-        return BootstrapOptions(site=site, fleet_url=args.fleet, bundle=Path(args.bundle), root=args.root)
+        return BootstrapOptions(site=site, fleet_url=args.fleet, bundle=Path(args.bundle), root=args.root,
+                                enroll_token=tokens.get(host, ""),
+                                bundle_public_key=Path(args.bundle_pubkey).read_bytes() if args.bundle_pubkey else b"")
 
     reports = bootstrap_many(connect, args.hosts, opts, parallel=args.parallel)
     for report in reports:
@@ -37,4 +41,7 @@ def add_provision_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     boot.add_argument("--key", help="SSH private key")
     boot.add_argument("--root", default="/opt/branchline")
     boot.add_argument("--parallel", type=int, default=8)
+    boot.add_argument("--enroll-token", action="append", metavar="TOKEN",
+                      help="one-time enrollment token (POST /api/v1/enroll-tokens), once per host in order")
+    boot.add_argument("--bundle-pubkey", help="PEM of the bundle signing key, written to ROOT/etc/bundle.pub")
     boot.set_defaults(func=_bootstrap)

@@ -1,14 +1,27 @@
-"""Bootstrap a box over SSH (Fabric): checks, layout, bundle upload, identity key, site config.
+"""Bootstrap a box over SSH (Fabric): checks, layout, bundle upload, identity key,
+enrollment, updater settings, site config.
 
 Every step is idempotent: it looks first and only then changes, and says which. The
 device's identity key is generated *on the box* (``openssl genpkey -algorithm ed25519``)
 and only its public half is read back.
+
+Enrollment: the public key and the site's one-time token (issued by an admin with
+``POST /api/v1/enroll-tokens``) go to the fleet's ``POST /api/v1/enroll`` from where
+this runs; the answer (site id, broker URL, the fleet's config-signing key, MQTT
+credentials) becomes the ``telemetry:`` section of the box's site config (mode 0600: it
+holds the MQTT password), and ``ROOT/etc/enrollment.json`` records which identity key
+was enrolled. A box whose record matches its key is not enrolled again (a token works
+once): its existing ``telemetry:`` section is kept as it is.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import shlex
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +68,12 @@ class BootstrapOptions:
     bundle: Path
     root: str = "/opt/branchline"
     site_config: dict[str, Any] = field(default_factory=dict)
+    enroll_token: str = ""
+    """The site's one-time enrollment token; empty: skip enrollment (no telemetry)."""
+    bundle_public_key: bytes = b""
+    """PEM of the key bundles are signed with: written to ``ROOT/etc/bundle.pub``."""
+    updater: dict[str, Any] = field(default_factory=dict)
+    """``ROOT/etc/updater.yaml`` (see images.agent); written when given."""
 
 
 def _run(c: Connection, cmd: str) -> str:
@@ -103,17 +122,85 @@ def identity_key(c: Connection, root: str) -> tuple[StepResult, str]:
     return StepResult("identity", changed, "generated on the box" if changed else "present"), public
 
 
-def site_config(c: Connection, opts: BootstrapOptions) -> StepResult:
-    body = yaml.safe_dump({"site": {"id": opts.site, "name": opts.site, "timezone": "UTC"},
-                           **opts.site_config}, sort_keys=True).encode()
-    path = f"{opts.root}/etc/site.yaml"
-    if _exists(c, path):
-        current = BytesIO()
-        c.get(path, current)
-        if current.getvalue() == body:
-            return StepResult("site-config", False, "up to date")
+def _read(c: Connection, path: str) -> bytes | None:
+    if not _exists(c, path):
+        return None
+    buf = BytesIO()
+    c.get(path, buf)
+    return buf.getvalue()
+
+
+def _write_if_changed(c: Connection, path: str, body: bytes, name: str, mode: str = "644") -> StepResult:
+    if _read(c, path) == body:
+        return StepResult(name, False, "up to date")
     c.put(BytesIO(body), path)
-    return StepResult("site-config", True, f"wrote {path}")
+    _run(c, f"chmod {mode} {shlex.quote(path)}")
+    return StepResult(name, True, f"wrote {path}")
+
+
+def post_enroll(fleet_url: str, token: str, public_key: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    """``POST {fleet}/api/v1/enroll``; RuntimeError with the fleet's answer on refusal."""
+    request = urllib.request.Request(
+        f"{fleet_url.rstrip('/')}/api/v1/enroll", method="POST",
+        data=json.dumps({"token": token, "public_key": public_key}).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            return dict(json.loads(resp.read()))
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"enrollment refused by {fleet_url}: {exc.code} {exc.read().decode(errors='replace')}") \
+            from None
+    except (OSError, urllib.error.URLError) as exc:
+        raise RuntimeError(f"enrollment: cannot reach {fleet_url}: {exc}") from None
+
+
+def enroll(c: Connection, opts: BootstrapOptions,
+           public_key: str) -> tuple[StepResult, dict[str, Any] | None, dict[str, Any] | None]:
+    """Enroll the box's key with the fleet, once; returns the ``telemetry:`` section to
+    write (the box's existing one when it is enrolled already) and the enrollment record
+    to write once the site config holds that section (None: nothing new)."""
+    record_path = f"{opts.root}/etc/enrollment.json"
+    key_sha = hashlib.sha256(public_key.strip().encode()).hexdigest()
+    raw = _read(c, record_path)
+    record = json.loads(raw) if raw else {}
+    if record.get("key_sha256") == key_sha and record.get("site_id") == opts.site:
+        existing = yaml.safe_load(_read(c, f"{opts.root}/etc/site.yaml") or b"") or {}
+        return (StepResult("enroll", False, f"enrolled as {opts.site} already"),
+                existing.get("telemetry"), None)
+    if not opts.enroll_token:
+        return StepResult("enroll", False, "skipped (no enrollment token)"), None, None
+    answer = post_enroll(opts.fleet_url, opts.enroll_token, public_key)
+    if answer.get("site_id") != opts.site:
+        raise RuntimeError(f"the token is for site {answer.get('site_id')!r}, this box is {opts.site!r}")
+    record = {"site_id": answer["site_id"], "fleet": opts.fleet_url, "broker_url": answer["broker_url"],
+              "fleet_public_key": answer["fleet_public_key"], "key_sha256": key_sha, "enrolled_at": time.time()}
+    return (StepResult("enroll", True, f"enrolled with {opts.fleet_url} as {answer['site_id']}"),
+            dict(answer["telemetry"]), record)
+
+
+def write_enrollment_record(c: Connection, opts: BootstrapOptions, record: dict[str, Any]) -> None:
+    """Written last: a bootstrap cut before the site config holds the telemetry section
+    enrolls again on the next run (with a new token) rather than leaving a mute box."""
+    c.put(BytesIO(json.dumps(record, indent=1, sort_keys=True).encode()), f"{opts.root}/etc/enrollment.json")
+
+
+def updater_config(c: Connection, opts: BootstrapOptions) -> list[StepResult]:
+    """``etc/bundle.pub`` and ``etc/updater.yaml`` for the update agent, when given."""
+    steps = []
+    if opts.bundle_public_key:
+        steps.append(_write_if_changed(c, f"{opts.root}/etc/bundle.pub", opts.bundle_public_key, "bundle-key"))
+    if opts.updater:
+        body = yaml.safe_dump(opts.updater, sort_keys=True).encode()
+        steps.append(_write_if_changed(c, f"{opts.root}/etc/updater.yaml", body, "updater"))
+    return steps
+
+
+def site_config(c: Connection, opts: BootstrapOptions, telemetry: dict[str, Any] | None = None) -> StepResult:
+    doc: dict[str, Any] = {"site": {"id": opts.site, "name": opts.site, "timezone": "UTC"}, **opts.site_config}
+    if telemetry:
+        doc["telemetry"] = telemetry
+    body = yaml.safe_dump(doc, sort_keys=True).encode()
+    return _write_if_changed(c, f"{opts.root}/etc/site.yaml", body, "site-config", "600" if telemetry else "644")
 
 
 def bootstrap(c: Connection, opts: BootstrapOptions) -> HostReport:
@@ -124,7 +211,12 @@ def bootstrap(c: Connection, opts: BootstrapOptions) -> HostReport:
         report.steps.append(upload_bundle(c, opts.bundle, opts.root))
         step, report.public_key = identity_key(c, opts.root)
         report.steps.append(step)
-        report.steps.append(site_config(c, opts))
+        step, telemetry, record = enroll(c, opts, report.public_key)
+        report.steps.append(step)
+        report.steps += updater_config(c, opts)
+        report.steps.append(site_config(c, opts, telemetry))
+        if record is not None:
+            write_enrollment_record(c, opts, record)
     except Exception as exc:  # one host's failure is reported, the others go on
         report.ok, report.error = False, f"{type(exc).__name__}: {exc}"
     finally:
