@@ -1,6 +1,7 @@
 """Build a bundle file and verify one without writing anything.
 
-A bundle is an uncompressed tar (the wheels inside are compressed already) whose first
+A bundle is an uncompressed POSIX.1-2001 (pax) tar -- ustar cannot hold the long names
+of manylinux dependency wheels -- (the wheels inside are compressed already) whose first
 two members are ``manifest.json`` and ``manifest.sig``, then every payload file in path
 order. Members carry fixed metadata (mtime = the manifest's ``build_time``, uid/gid 0,
 no owner names, mode 0644), so the same inputs give the same bytes.
@@ -85,7 +86,7 @@ def write_bundle(out: Path, manifest: Manifest, key: Ed25519PrivateKey, sources:
     if listed != set(sources):
         raise ValueError(f"sources do not match the manifest: {sorted(listed ^ set(sources))}")
     tmp = out.with_name(out.name + ".part")
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+    with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
         for name, data in ((MANIFEST, body), (SIGNATURE, signature)):
             tar.addfile(_info(name, len(data), manifest.build_time), io.BytesIO(data))
         for entry in manifest.files:
