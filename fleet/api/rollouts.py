@@ -187,8 +187,9 @@ class CampaignIn(BaseModel):
                                     description="target sites; or leave out for region/site_type/all registered")
     region: str | None = None
     site_type: str | None = None
-    waves: list[float] = Field(default=list(DEFAULT_WAVES), min_length=1, max_length=20,
-                               description="cumulative: an integer is a site count, a fraction of the target")
+    waves: list[int | float] = Field(default=list(DEFAULT_WAVES), min_length=1, max_length=20,
+                                     description="cumulative: an integer (1) is a site count, a number with a "
+                                                 "point (0.25, 1.0) a fraction of the target")
     success_threshold: float = Field(default=0.9, ge=0, le=1)
     error_threshold: float = Field(default=0.2, ge=0, le=1)
     max_concurrent: int = Field(default=10, ge=1, le=10_000)
@@ -224,11 +225,6 @@ class CampaignOut(BaseModel):
     created_at: float
     updated_at: float
     sites: list[SiteStateOut] | None = None
-
-
-def _waves(values: list[float]) -> tuple[float, ...]:
-    # JSON has no int/float distinction that survives every client: 1.0 is a fraction (all)
-    return tuple(int(v) if float(v).is_integer() and v > 1 else v for v in values)
 
 
 async def _campaign_out(rollouts: RolloutStore, row: dict[str, Any], with_sites: bool) -> CampaignOut:
@@ -273,7 +269,7 @@ async def create_campaign(principal: Operator, request: Request, body: CampaignI
     base = (body.bundle_base_url or str(request.base_url)).rstrip("/")
     spec = CampaignSpec(
         name=body.name, bundle_version=bundle.version, bundle_url=f"{base}/api/v1/bundles/{bundle.sha256}",
-        sites=sites, waves=_waves(body.waves), success_threshold=body.success_threshold,
+        sites=sites, waves=tuple(body.waves), success_threshold=body.success_threshold,
         error_threshold=body.error_threshold, max_concurrent=body.max_concurrent,
         window_start_h=body.window_start_h, window_end_h=body.window_end_h, timezone=body.timezone,
         bundle_sha256=bundle.sha256, bundle_size=bundle.size, install_timeout_s=body.install_timeout_s,
