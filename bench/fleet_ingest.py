@@ -15,14 +15,24 @@ out when an ack comes back (closed loop: the measured rate is what the fleet sus
 With ``--rate R`` the sites publish R records/s in total instead (open loop, the window
 still caps each site): latency at a given load rather than at saturation.
 
+Each (database, workers) pair runs twice by default: closed loop for the rate the fleet
+sustains, then open loop at ``--latency-rate`` (the goal, 20 000 records/s) for the
+latency. The closed-loop latency says little about the fleet: every site's window is
+full from the start (``--records`` = sites x window x batch by default: one burst), so by
+Little's law its p99 is just the time to drain the burst (records in flight / rate). The
+goal "20 000 records/s with p99 under 1 s" is a latency at an offered load, which is
+what the open-loop run measures.
+
 * records/s = records acked / (last ack - first publish)
 * latency = a batch's publish -> the fleet's ack covering it. The ack is sent after the
   commit, so this is publish -> stored plus the ack's trip back (an upper bound).
 
 Last line: one JSON object ``{"sqlite_records_per_s", "pg_records_per_s",
-"p99_latency_s", "runs": [...]}``; the two rates are the best over worker counts, and
-``p99_latency_s`` is that of the PostgreSQL run with the most workers (SQLite when there
-is no PostgreSQL). ``--quick`` finishes in under a minute.
+"p99_latency_s", "runs": [...]}``; the two rates are the best closed-loop rates over
+worker counts, and ``p99_latency_s`` is that of the open-loop PostgreSQL run at
+``--latency-rate`` with the most workers (SQLite when there is no PostgreSQL; the
+closed-loop one with ``--latency-rate 0``). ``--quick`` finishes in about a minute.
+Each run also reports each worker's seconds parsing and inside transactions.
 """
 
 from __future__ import annotations
@@ -84,8 +94,16 @@ class Fleet:
                     [spy, "record", "--format", "raw", "--pid", str(w["pid"]), "-o", str(out)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
-    def stats(self) -> list[dict[str, Any]]:
-        return [_json(self.stats_dir / f"worker-{i}.json") or {} for i in range(self.workers)]
+    def stats(self, records: int) -> list[dict[str, Any]]:
+        """Each worker's counters, once they account for ``records`` (the workers write
+        them every 0.5 s, so right after the last ack they may still be a step behind)."""
+        def read() -> list[dict[str, Any]]:
+            return [_json(self.stats_dir / f"worker-{i}.json") or {} for i in range(self.workers)]
+
+        deadline = time.time() + 3.0
+        while sum(s.get("records", 0) for s in read()) < records and time.time() < deadline:
+            time.sleep(0.1)
+        return read()
 
     def stop(self) -> None:
         for prof in self.profilers:
@@ -163,7 +181,7 @@ async def drive(broker_url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_one(db_kind: str, db_url: str, workers: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
-    workdir = root / f"{db_kind}-{workers}w"
+    workdir = root / f"{db_kind}-{workers}w-{'open' if args.rate else 'closed'}"
     workdir.mkdir()
     broker = Mosquitto(workdir / "mosquitto", persistence=False)
     # the fleet's in-flight window: PUBACKs wait for the commit, so 20 (the default)
@@ -174,10 +192,13 @@ def run_one(db_kind: str, db_url: str, workers: int, args: argparse.Namespace, r
     try:
         fleet = Fleet(workdir, db_url, broker.url, workers, args.profile)
         result = asyncio.run(drive(broker.url, args))
-        stats = fleet.stats()
-        result.update({"db": db_kind, "workers": workers, "sites": args.sites, "batch": args.batch,
+        stats = fleet.stats(result["records"])
+        result.update({"db": db_kind, "workers": workers, "loop": "open" if args.rate else "closed",
+                       "offered_records_per_s": args.rate or None, "sites": args.sites, "batch": args.batch,
                        "per_worker_records": [s.get("records", 0) for s in stats],
-                       "per_worker_batches": [s.get("batches", 0) for s in stats]})
+                       "per_worker_batches": [s.get("batches", 0) for s in stats],
+                       "per_worker_parse_s": [round(s.get("parse_s", 0.0), 2) for s in stats],
+                       "per_worker_store_s": [round(s.get("store_s", 0.0), 2) for s in stats]})
         return result
     finally:
         if fleet is not None:
@@ -196,6 +217,8 @@ def main() -> int:
     parser.add_argument("--window", type=int, default=2, help="unacked batches per site")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="offered records/s (open loop, window still caps a site); 0: as fast as acks allow")
+    parser.add_argument("--latency-rate", type=float, default=20_000.0,
+                        help="after each closed-loop run, an open-loop one at this rate for the latency; 0: none")
     parser.add_argument("--connections", type=int, default=4, help="paho connections of the simulator")
     parser.add_argument("--record-bytes", type=int, default=300)
     parser.add_argument("--metrics-every-s", type=float, default=5.0)
@@ -214,19 +237,23 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
     runs: list[dict[str, Any]] = []
     try:
+        modes = [args.rate] if args.rate or not args.latency_rate else [0.0, args.latency_rate]
         for db_kind in args.db.split(","):
             for workers in [int(w) for w in args.workers.split(",")]:
-                with ExitStack() as stack:
-                    if db_kind == "sqlite":
-                        url: str | None = f"sqlite+aiosqlite:///{root}/fleet-{workers}w.db"
-                    else:
-                        url = stack.enter_context(postgres_url("bl_bench"))
+                for rate in modes:  # a fresh database each: the simulator starts every site at seq 1
+                    with ExitStack() as stack:
+                        loop = "open" if rate else "closed"
+                        if db_kind == "sqlite":
+                            url: str | None = f"sqlite+aiosqlite:///{root}/fleet-{workers}w-{loop}.db"
+                        else:
+                            url = stack.enter_context(postgres_url("bl_bench"))
                         if url is None:
                             log("no PostgreSQL server: skipping the PostgreSQL runs")
                             break
-                    result = run_one(db_kind, url, workers, args, root)
-                    runs.append(result)
-                    print(json.dumps(result), flush=True)
+                        result = run_one(db_kind, url, workers, argparse.Namespace(**{**vars(args), "rate": rate}),
+                                         root)
+                        runs.append(result)
+                        print(json.dumps(result), flush=True)
     finally:
         if args.keep:
             log(f"work directory kept: {root}")
@@ -234,14 +261,17 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
 
     def best(kind: str) -> int | None:
-        rates = [r["records_per_s"] for r in runs if r["db"] == kind]
+        rates = [r["records_per_s"] for r in runs if r["db"] == kind and r["loop"] == "closed"]
+        rates = rates or [r["records_per_s"] for r in runs if r["db"] == kind]
         return max(rates) if rates else None
 
     pg_runs = [r for r in runs if r["db"] == "pg"] or runs
+    latency_runs = [r for r in pg_runs if r["loop"] == "open"] or pg_runs
     summary = {
         "sqlite_records_per_s": best("sqlite"),
         "pg_records_per_s": best("pg"),
-        "p99_latency_s": max(pg_runs, key=lambda r: r["workers"])["p99_latency_s"] if pg_runs else None,
+        "p99_latency_s": max(latency_runs, key=lambda r: r["workers"])["p99_latency_s"] if latency_runs else None,
+        "latency_at_records_per_s": latency_runs[0]["offered_records_per_s"] if latency_runs else None,
         "quick": args.quick,
         "runs": runs,
     }

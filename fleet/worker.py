@@ -74,6 +74,10 @@ class WorkerStats:
     connects: int = 0
     connection_failures: int = 0
     db_errors: int = 0
+    parse_s: float = 0.0
+    """Seconds spent parsing (CPU of this process)."""
+    store_s: float = 0.0
+    """Seconds from a batch's transaction start to its commit (the database's share)."""
     by_kind: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -203,6 +207,13 @@ class IngestWorker:
         dropped as malformed entirely. Other kinds pass ``storable`` (values PostgreSQL
         would refuse are malformed input, not a database error that stalls the worker).
         """
+        started = time.perf_counter()
+        try:
+            self._parse_message(parsed, msg)
+        finally:
+            self.stats.parse_s += time.perf_counter() - started
+
+    def _parse_message(self, parsed: _Parsed, msg: paho.MQTTMessage) -> None:
         batch = parsed.batch
         parsed.messages.append(msg)
         parsed.size += len(msg.payload)
@@ -244,8 +255,10 @@ class IngestWorker:
     async def _store(self, parsed: _Parsed, stop: asyncio.Event) -> bool:
         delay = 0.1
         while True:
+            started = time.perf_counter()
             try:
                 result = await self.store.ingest(parsed.batch)
+                self.stats.store_s += time.perf_counter() - started
             except Exception as exc:  # the database is down or refused: retry, never ack
                 self.stats.db_errors += 1
                 log.error("worker %s: storing a batch failed (%s); retrying", self.settings.client_id, exc)
