@@ -318,6 +318,25 @@ async def _fleet_view(fleet: Any, config: SiteConfig) -> None:
         return
     print(f"\nfleet: {config.site.id} is {site.get('status')} in the fleet, mode {site.get('mode')}, "
           f"version {site.get('version')}; {len(SIMULATED)} simulated branches beside it; dashboard {fleet.dashboard_url}")  # fmt: skip
+    await _rollout_view(fleet)
+
+
+async def _rollout_view(fleet: Any) -> None:
+    """A release rolled out across the simulated branches in two waves (they download
+    and verify the signed bundle; one of them fails its health check and rolls back)."""
+    from fleet.rollout_demo import demo_rollout
+
+    try:
+        campaign = await demo_rollout(fleet.dashboard_url.rstrip("/"), fleet.token, fleet.broker_url,
+                                      fleet.workdir / "rollout", step_s=0.5, timeout_s=60.0)  # fmt: skip
+    except Exception as exc:  # the demo goes on; the rollout is an extra
+        print(f"fleet: the demo rollout did not run ({exc})")
+        return
+    print(f"fleet: rollout \"{campaign.get('name')}\" {campaign.get('state')} "
+          f"(waves {[len(w) for w in campaign.get('waves', [])]}):")  # fmt: skip
+    for site in campaign.get("sites", []):
+        why = f" - {site.get('check')}: {site.get('reason')}" if site.get("reason") else ""
+        print(f"  {site.get('site_id')}: {site.get('state')}{why}")
 
 
 async def _hotline(config: SiteConfig, edge: tuple[str, int]) -> bool:

@@ -130,6 +130,9 @@ def test_branchline_demo_exits_0_and_prints_cdrs(tmp_path: Path) -> None:
     # the simulated front panel and UPS, through the hardware agent
     assert "front panel: link up, watchdog normal, bypass relay off" in proc.stdout, proc.stdout
     assert "ups: battery_pct 100" in proc.stdout and "temperature_c 22.5" in proc.stdout, proc.stdout
+    # a release rolled out over the simulated branches in two waves, one rolled back
+    assert 'rollout "demo: 0.2.0 to 4 branches" done (waves [1, 3])' in proc.stdout, proc.stdout
+    assert "branch-004: rolled_back - api:" in proc.stdout, proc.stdout
 
 
 async def test_phone_rtp_is_20ms_pcmu_with_consecutive_sequence_and_timestamp() -> None:
