@@ -163,13 +163,15 @@ function route() {
   const hash = location.hash || "#/";
   const m = hash.match(/^#\/site\/(.+)$/);
   state.route = m ? { name: "site", id: decodeURIComponent(m[1]) } : hash === "#/alarms" ? { name: "alarms" }
-    : { name: "grid" };
+    : hash === "#/rollouts" ? { name: "rollouts" } : { name: "grid" };
+  const here = { alarms: "#/alarms", rollouts: "#/rollouts" }[state.route.name] || "#/";
   for (const a of document.querySelectorAll("#nav a"))
-    a.toggleAttribute("aria-current", a.getAttribute("href") === (state.route.name === "alarms" ? "#/alarms" : "#/"));
+    a.toggleAttribute("aria-current", a.getAttribute("href") === here);
   if (a11yFocus) $("#main").focus();
   showError("");
   if (state.route.name === "grid") showGrid();
   else if (state.route.name === "alarms") showAlarms();
+  else if (state.route.name === "rollouts") showRollouts();
   else showSite(state.route.id);
 }
 let a11yFocus = false;
@@ -262,6 +264,41 @@ async function loadAlarms() {
   const alarms = await api(`/alarms${sev ? `?severity=${sev}` : ""}`);
   if (ticket !== state.alarmsTicket) return;
   $("#alarms")?.replaceChildren(alarmTable(alarms, true));
+}
+
+// -- rollouts ---------------------------------------------------------------------------
+
+async function showRollouts() {
+  $("#view").replaceChildren(h("h2", {}, "Rollouts"), h("div", { id: "rollouts" }, "loading\u2026"));
+  await loadRollouts();
+  // campaigns move while an operator watches: read them again every 2 s on this page
+  clearInterval(state.rolloutTimer);
+  state.rolloutTimer = setInterval(() => {
+    if (state.route?.name === "rollouts") loadRollouts().catch(() => {});
+    else clearInterval(state.rolloutTimer);
+  }, 2000);
+}
+
+async function loadRollouts() {
+  const list = await api("/rollouts");
+  if (state.route?.name !== "rollouts") return;
+  if (!list.length) {
+    $("#rollouts")?.replaceChildren(h("p", { class: "empty" }, "No rollout campaigns yet."));
+    return;
+  }
+  const blocks = [];
+  for (const summary of list) {
+    const c = await api(`/rollouts/${summary.id}`);
+    const counts = Object.entries(c.counts || {}).map(([k, v]) => `${v} ${k}`).join(", ");
+    blocks.push(h("section", { class: "panel", "data-campaign": c.id },
+      h("h3", {}, `${c.name} \u2014 ${String(c.state).toUpperCase()}`),
+      h("p", {}, `${counts}${c.halt_reason ? ` \u00b7 halted: ${c.halt_reason}` : ""}`),
+      h("table", {}, h("thead", {}, h("tr", {}, ["Site", "State", "Check", "Reason"].map((t) => h("th", {}, t)))),
+        h("tbody", {}, (c.sites || []).map((s) => h("tr", { "data-site": s.site_id },
+          h("td", {}, s.site_id), h("td", { class: `roll-${s.state}` }, String(s.state).toUpperCase()),
+          h("td", {}, s.check || ""), h("td", {}, s.reason || "")))))));
+  }
+  $("#rollouts")?.replaceChildren(...blocks);
 }
 
 // -- site page --------------------------------------------------------------------------
