@@ -56,6 +56,8 @@ MAX_SEQ = 2**63 - 1
 """``records.seq`` is a BIGINT: a larger seq is malformed, not a database error."""
 MAX_SITE_ID = 64
 """``sites.id`` is VARCHAR(64) (PostgreSQL enforces it)."""
+_CDR_COLUMNS = ("site_id", "seq", "call_id", "start_time", "caller", "callee", "queue", "disposition",
+                "duration_s")
 
 
 class UnstorableJson(ValueError):
@@ -125,29 +127,60 @@ def storable(message: _Message) -> _Message:
 
 
 @dataclass
+class RecordRows:
+    """A batch's ``records`` and ``cdrs`` rows, column by column: the shape PostgreSQL's
+    ``unnest`` takes as parameters (SQLite gets them zipped back into rows)."""
+
+    site_id: list[str] = field(default_factory=list)
+    seq: list[int] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
+    at: list[float] = field(default_factory=list)
+    body: list[str] = field(default_factory=list)
+    """JSON text."""
+    cdrs: list[list[Any]] = field(default_factory=lambda: [[] for _ in _CDR_COLUMNS])
+    """One list per ``_CDR_COLUMNS`` entry."""
+
+    def add(self, site: str, record: Record, body: str) -> None:
+        self.site_id.append(site)
+        self.seq.append(record.seq)
+        self.kind.append(record.kind)
+        self.at.append(record.at)
+        self.body.append(body)
+        if record.kind == "cdr":
+            projection = cdr_projection(site, record)
+            for column, name in zip(self.cdrs, _CDR_COLUMNS, strict=True):
+                column.append(projection[name])
+
+
+@dataclass
 class IngestBatch:
     """Parsed messages of one batch, each with the site its topic named."""
 
     now: float
     records: list[tuple[str, Record]] = field(default_factory=list)
-    bodies: list[str] = field(default_factory=list)
-    """The JSON text of each record's body, in ``records`` order, when the parser has
-    encoded them already (:meth:`add_record`); otherwise the store encodes them."""
     states: list[tuple[str, State]] = field(default_factory=list)
     metrics: list[tuple[str, Metrics]] = field(default_factory=list)
     reports: list[tuple[str, ConfigReport]] = field(default_factory=list)
     results: list[tuple[str, CommandResult]] = field(default_factory=list)
     alarms: list[alarm_rules.AlarmChange] = field(default_factory=list)
+    _rows: RecordRows | None = field(default=None, repr=False, compare=False)
 
     def add_record(self, site: str, record: Record, body: str) -> None:
+        """Append a record whose body the parser has encoded (:func:`storable_record`);
+        its rows are built now, while the previous batch commits, not inside this
+        batch's transaction."""
+        if self._rows is None or len(self._rows.body) != len(self.records):
+            self._rows = self.record_rows()
         self.records.append((site, record))
-        self.bodies.append(body)
+        self._rows.add(site, record, body)
 
-    def record_bodies(self) -> list[str]:
-        """One JSON text per record (encoded here for batches built without them)."""
-        if len(self.bodies) != len(self.records):
-            self.bodies = [encode_json(r.body) for _, r in self.records]
-        return self.bodies
+    def record_rows(self) -> RecordRows:
+        """The rows of ``records`` (built here for batches made without :meth:`add_record`)."""
+        if self._rows is None or len(self._rows.body) != len(self.records):
+            self._rows = RecordRows()
+            for site, record in self.records:
+                self._rows.add(site, record, encode_json(record.body))
+        return self._rows
 
     def site_ids(self) -> list[str]:
         ids = {s for s, _ in self.records} | {s for s, _ in self.states} | {s for s, _ in self.metrics}
@@ -239,8 +272,6 @@ _PG_RECORDS = (
     "AS t(site_id, seq, kind, at, body) ON CONFLICT DO NOTHING"
 )
 _SQLITE_RECORDS = "INSERT OR IGNORE INTO records (site_id, seq, kind, at, body) VALUES (?, ?, ?, ?, ?)"
-_CDR_COLUMNS = ("site_id", "seq", "call_id", "start_time", "caller", "callee", "queue", "disposition",
-                "duration_s")
 _PG_CDRS = (
     f"INSERT INTO cdrs ({', '.join(_CDR_COLUMNS)}) SELECT * FROM unnest($1::varchar[], $2::int8[], "
     "$3::varchar[], $4::float8[], $5::varchar[], $6::varchar[], $7::varchar[], $8::varchar[], $9::float8[]) "
@@ -254,13 +285,13 @@ _PG_SITES = (
 _SQLITE_SITES = "UPDATE sites SET last_seen = ?, contiguous_seq = ? WHERE id = ?"
 
 
-async def _insert_rows(conn: AsyncConnection, pg_sql: str, sqlite_sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """Insert ``rows`` with the statement of the dialect: PostgreSQL takes them as one
-    array per column (one statement), SQLite as the driver's ``executemany``."""
+async def _insert_columns(conn: AsyncConnection, pg_sql: str, sqlite_sql: str, columns: list[list[Any]]) -> None:
+    """Insert rows given column by column: PostgreSQL takes one array per column (one
+    statement), SQLite the driver's ``executemany`` of the rows."""
     if conn.dialect.name == "postgresql":
-        await conn.exec_driver_sql(pg_sql, tuple(list(column) for column in zip(*rows, strict=True)))
+        await conn.exec_driver_sql(pg_sql, tuple(columns))
     else:
-        await conn.exec_driver_sql(sqlite_sql, rows)
+        await conn.exec_driver_sql(sqlite_sql, list(zip(*columns, strict=True)))
 
 
 async def _update_sites(conn: AsyncConnection, now: float, watermarks: list[tuple[str, int]]) -> None:
@@ -272,20 +303,21 @@ async def _update_sites(conn: AsyncConnection, now: float, watermarks: list[tupl
 
 
 async def _store_records(conn: AsyncConnection, batch: IngestBatch, watermark: dict[str, int]) -> dict[str, int]:
-    unique: dict[tuple[str, int], tuple[Record, str]] = {}
-    for (site, record), body in zip(batch.records, batch.record_bodies(), strict=True):
-        if record.seq > watermark[site]:  # at or below the watermark: stored already
-            unique.setdefault((site, record.seq), (record, body))
-    keys = sorted(unique)  # primary-key order: two workers insert in the same order
-    sites_with_records = sorted({site for site, _ in batch.records})
-    if keys:
-        rows = [(k[0], k[1], r.kind, r.at, body) for k in keys for r, body in (unique[k],)]
-        await _insert_rows(conn, _PG_RECORDS, _SQLITE_RECORDS, rows)
-        cdrs = [cdr_projection(k[0], unique[k][0]) for k in keys if unique[k][0].kind == "cdr"]
-        if cdrs:
-            await _insert_rows(conn, _PG_CDRS, _SQLITE_CDRS, [tuple(c[n] for n in _CDR_COLUMNS) for c in cdrs])
+    """Insert-or-ignore the batch's records and CDR rows; the new watermark per site.
+
+    Every record is offered to the database, duplicates and records at or below the
+    watermark included: the conflict clause skips them at the price of an index probe,
+    cheaper than sorting and filtering thousands of rows in Python inside the
+    transaction. The rows are in arrival order; two workers never insert the same
+    site's rows at once (step 1's row lock), so the order cannot deadlock them.
+    """
+    rows = batch.record_rows()
+    await _insert_columns(conn, _PG_RECORDS, _SQLITE_RECORDS, [rows.site_id, rows.seq, rows.kind, rows.at, rows.body])
+    if rows.cdrs[0]:
+        await _insert_columns(conn, _PG_CDRS, _SQLITE_CDRS, rows.cdrs)
+    sites_with_records = sorted(set(rows.site_id))
     acks = {site: watermark[site] for site in sites_with_records}
-    todo = sorted({k[0] for k in keys})
+    todo = sites_with_records
     if todo:
         r, s = schema.records, schema.sites
         run = (

@@ -50,7 +50,7 @@ def test_body_text_is_stored_as_sent_and_alarms_still_read() -> None:
     body = '{"alarm":"trunk_down","subject":"pstn","severity":"critical","note":"é\\u2028"}'
     w, parsed = parse(outbox(record(1, body), record(2, '{"n":[1,2.5,null,true]}', kind="cdr")))
     assert w.stats.accepted == 1 and w.stats.malformed == 0
-    assert [json.loads(b) for b in parsed.batch.bodies] == [json.loads(body), {"n": [1, 2.5, None, True]}]
+    assert [json.loads(b) for b in parsed.batch.record_rows().body] == [json.loads(body), {"n": [1, 2.5, None, True]}]
     assert [r.seq for _, r in parsed.batch.records] == [1, 2]
     assert [c.kind for c in parsed.batch.alarms] == ["trunk_down"]
 
@@ -68,7 +68,7 @@ def test_strings_that_only_look_unstorable_are_kept() -> None:
     body = '{"NaN":"Infinity","note":"\\\\u0000 is how JSON writes NUL"}'
     w, parsed = parse(outbox(record(1, body)))
     assert w.stats.accepted == 1
-    assert json.loads(parsed.batch.bodies[0]) == json.loads(body)
+    assert json.loads(parsed.batch.record_rows().body[0]) == json.loads(body)
 
 
 @pytest.mark.parametrize("message", [
@@ -134,7 +134,7 @@ def test_a_parsed_body_is_stored_iff_storable(body: dict[str, Any]) -> None:
     if _has_unstorable(body):
         assert w.stats.malformed == 1 and not parsed.batch.records
     else:
-        assert w.stats.accepted == 1 and json.loads(parsed.batch.bodies[0]) == body
+        assert w.stats.accepted == 1 and json.loads(parsed.batch.record_rows().body[0]) == body
 
 
 def test_storable_returns_the_message() -> None:
