@@ -1,4 +1,5 @@
-"""Shared fixtures. Real peers (sipp, the edge daemon) come from tests/sipp.py."""
+"""Shared fixtures. Real peers: sipp and the edge daemon from tests/sipp.py; mosquitto and
+a throwaway PostgreSQL database from tests/brokers.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,28 @@ from typing import Any
 
 import pytest
 
+from tests.brokers import Mosquitto, postgres_url
 from tests.sipp import EdgeProcess, Sipp, deep_merge, default_edge_config, sipp_binary
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The fleet store's URL: a SQLite file, then a throwaway PostgreSQL database (the
+    PostgreSQL case skips when no server answers)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
+        return
+    with postgres_url() as url:
+        if url is None:
+            pytest.skip("no PostgreSQL server")
+        yield url
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A private mosquitto on a free port, stopped at the end (``.restart()`` in between)."""
+    with Mosquitto(tmp_path / "mosquitto") as mq:
+        yield mq
 
 
 @pytest.fixture

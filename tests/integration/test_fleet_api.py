@@ -10,7 +10,7 @@ import asyncio
 import csv
 import io
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,7 @@ from fleet.alarms import AlarmRules, changes_for
 from fleet.api import Role, TokenRegistry, create_app
 from fleet.configs import ConfigStore, load_signing_key, public_key_b64
 from fleet.store import FleetStore, IngestBatch
-from tests.brokers import Mosquitto, mosquitto_binary, postgres_url
+from tests.brokers import Mosquitto, mosquitto_binary
 
 # 2026-03-10 09:15 in Paris (UTC+1) is 08:15 UTC
 T0 = datetime(2026, 3, 10, 8, 15, tzinfo=UTC).timestamp()
@@ -108,17 +108,6 @@ async def fill_fleet(store: FleetStore) -> None:
     records += [interval(5 + i, day + i * 900, 10 + i, 8, 6 + i % 3, 1) for i in range(4)]
     await ingest(store, now, records=[("b1", r) for r in records])
     await ingest(store, now, records=[("b2", cdr("b2", 1, T0 + 600, "+33611111111", "sales", "answered"))])
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
-        return
-    with postgres_url() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server")
-        yield url
 
 
 def make_tokens(path: Path | None = None) -> tuple[TokenRegistry, dict[str, str]]:

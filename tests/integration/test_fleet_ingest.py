@@ -8,7 +8,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +19,10 @@ from fleet.mqtt import MqttConnection
 from fleet.sim import SimulatedEdges
 from fleet.store import FleetStore
 from fleet.worker import IngestWorker, WorkerSettings
-from tests.brokers import Mosquitto, mosquitto_binary, postgres_url
+from tests.brokers import Mosquitto, mosquitto_binary
 from tests.sipp import wait_for_async
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
-        return
-    with postgres_url() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server")
-        yield url
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    with Mosquitto(tmp_path / "mosquitto") as mq:
-        yield mq
 
 
 @pytest.fixture

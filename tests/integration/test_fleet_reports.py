@@ -11,8 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -22,7 +21,6 @@ from fastapi import FastAPI
 from edge_core.telemetry.protocol import Record
 from fleet.reports import queue_report, router, staffing_report
 from fleet.store import FleetStore, IngestBatch, schema
-from tests.brokers import postgres_url
 
 SITE = "b1"
 T0900 = 1730642400.0  # 2024-11-03 09:00 EST = 14:00 UTC
@@ -30,17 +28,6 @@ MIDNIGHT = 1730606400.0  # 2024-11-03 00:00 EDT
 NEXT_MIDNIGHT = 1730696400.0  # 2024-11-04 00:00 EST (25 h later)
 T0130_EDT = 1730611800.0  # the first 01:30 (05:30 UTC)
 T0130_EST = 1730615400.0  # the second 01:30 (06:30 UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
-        return
-    with postgres_url() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server")
-        yield url
 
 
 def queue_row(start: float, queue: str, **counts: float) -> dict[str, Any]:

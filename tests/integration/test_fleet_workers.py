@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,24 +18,13 @@ import pytest
 
 from fleet.sim import SimulatedEdges
 from fleet.store import FleetStore
-from tests.brokers import Mosquitto, mosquitto_binary, postgres_url
+from tests.brokers import Mosquitto, mosquitto_binary
 from tests.sipp import wait_for, wait_for_async
 
 pytestmark = [pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed"),
               pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
-        return
-    with postgres_url() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server")
-        yield url
 
 
 def _json(path: Path) -> Any:

@@ -3,28 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
 from edge_core.telemetry.protocol import OFFLINE, Metrics, Record, State
 from fleet.alarms import AlarmRules, AlarmThresholds, Clear, Raise
 from fleet.store import FleetStore, IngestBatch
-from tests.brokers import postgres_url
 
 NOW = 1_700_000_000.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
-        return
-    with postgres_url() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server")
-        yield url
 
 
 @pytest.fixture

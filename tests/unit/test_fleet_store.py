@@ -3,8 +3,7 @@ watermark, the registry, metrics, config reports and the query API."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import inspect
@@ -12,20 +11,8 @@ from sqlalchemy import inspect
 from edge_core.telemetry.protocol import CommandResult, ConfigReport, Metrics, Record, State
 from fleet.store import FleetStore, IngestBatch, schema
 from fleet.store.migrations import LATEST, current_version, migrate
-from tests.brokers import postgres_url
 
 NOW = 1_700_000_000.0
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
-        return
-    with postgres_url() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server")
-        yield url
 
 
 @pytest.fixture
