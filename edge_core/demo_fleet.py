@@ -14,7 +14,6 @@ Everything on embedded defaults and free ports, under the demo's own directory:
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import signal
@@ -126,20 +125,14 @@ class DemoFleet:
 
     async def site(self, site_id: str) -> dict[str, Any] | None:
         """The fleet's registry entry for ``site_id`` (GET /api/v1/sites/ID), or None."""
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.http_port)
-        try:
-            writer.write(
-                f"GET /api/v1/sites/{site_id} HTTP/1.1\r\nHost: demo\r\nAuthorization: Bearer {self.token}\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            await writer.drain()
-            response = await reader.read()
-        finally:
-            writer.close()
-        head, _, body = response.partition(b"\r\n\r\n")
-        if not head.startswith(b"HTTP/1.1 200"):
+        import httpx
+
+        async with httpx.AsyncClient(base_url=self.dashboard_url, timeout=5.0,
+                                     headers={"Authorization": f"Bearer {self.token}"}) as client:  # fmt: skip
+            response = await client.get(f"/api/v1/sites/{site_id}")
+        if response.status_code != 200:
             return None
-        data = json.loads(body)
+        data = response.json()
         return data.get("site", data) if isinstance(data, dict) else None
 
     async def wait_online(self, site_id: str, timeout_s: float = 15.0) -> dict[str, Any] | None:
