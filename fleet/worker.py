@@ -10,12 +10,18 @@ harmless. The edge is told ``ack upto=N`` only after the commit too, with N read
 the store (the highest contiguous seq), so an edge never deletes a record the fleet
 has not stored.
 
-Batching: whatever messages are waiting when the previous transaction ends form the
-next batch (up to ``max_batch_messages`` / ``max_batch_bytes``), so a quiet fleet commits each message at
-once and a busy one amortises a commit over many — no timer adds latency.
+Batching and pipelining: messages are parsed as they arrive, while the previous batch
+commits; whatever has gathered when that commit ends (up to ``max_batch_messages`` /
+``max_batch_bytes``) is the next transaction. A quiet fleet commits each message at
+once and a busy one amortises a commit over many — no timer adds latency, and the
+parsing (pydantic validation, body encoding, building the rows) costs the transaction
+nothing. One transaction at a time: batches commit, and are acknowledged, in the order
+they arrived.
 
-Malformed payloads (``protocol.ProtocolError``) are counted, logged at debug and
-acknowledged (dropped): redelivering them would never make them valid.
+Malformed payloads (``protocol.ProtocolError``, and values the store's columns cannot
+hold: ``fleet.store.ingest.UnstorableJson``) are counted, logged at debug and
+acknowledged (dropped): redelivering them would never make them valid, and storing them
+would fail the whole batch on every retry.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_core.telemetry import protocol as p
-from fleet.store.ingest import MAX_SEQ, UnstorableJson, encode_json, storable
+from fleet.store.ingest import MAX_SEQ, UnstorableJson, cdr_projection, encode_json, storable
 from fleet.worker import IngestWorker, WorkerSettings
 
 
@@ -140,3 +140,25 @@ def test_a_parsed_body_is_stored_iff_storable(body: dict[str, Any]) -> None:
 def test_storable_returns_the_message() -> None:
     state = p.State(status="online", version="1.0", kernels={"g711": "cython"})
     assert storable(state) is state
+
+
+cdr_bodies = st.fixed_dictionaries({}, optional={
+    k: json_values | st.integers() | st.just(10**400) for k in
+    ("call_id", "from_number", "to_number", "queue", "destination", "start_time", "end_time", "disposition")})
+
+
+@settings(max_examples=300, deadline=None)
+@given(cdr_bodies)
+def test_cdr_projection_is_total(body: dict[str, Any]) -> None:
+    """The parser projects CDRs now: nothing in a body may make that raise."""
+    row = cdr_projection("s1", p.Record(seq=1, kind="cdr", at=5.0, body=body))
+    assert isinstance(row["start_time"], float)
+    assert all(len(row[k]) <= n for k, n in (("call_id", 128), ("caller", 64), ("queue", 64), ("disposition", 16)))
+
+
+def test_a_cdr_with_numbers_beyond_a_double_is_kept() -> None:
+    big = "1" + "0" * 400
+    w, parsed = parse(outbox(record(1, f'{{"start_time":{big},"end_time":1,"call_id":{big}}}', kind="cdr")))
+    assert w.stats.accepted == 1
+    rows = parsed.batch.record_rows()
+    assert rows.cdrs[3] == [1.5]  # start_time falls back to the record's time
