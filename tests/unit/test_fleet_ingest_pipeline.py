@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from sqlalchemy import delete
 from edge_core.telemetry import protocol as p
 from fleet.store import FleetStore, IngestBatch, IngestResult, schema
 from fleet.worker import IngestWorker, WorkerSettings
-from tests.brokers import postgres_url
 
 
 class FakeMessage:
@@ -119,17 +117,6 @@ async def test_a_lost_connection_finishes_the_commit_without_acking() -> None:
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(task, 5)
     assert mqtt.sent == []  # the broker redelivers; the insert-or-ignore makes that harmless
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/fleet.db"
-        return
-    with postgres_url() as url:
-        if url is None:
-            pytest.skip("no PostgreSQL server")
-        yield url
 
 
 @pytest.fixture
