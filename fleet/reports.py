@@ -227,7 +227,10 @@ def bucket(t: float, granularity: Granularity, tz: ZoneInfo) -> tuple[float, flo
     if granularity == "15min":
         start = math.floor(t / SLOT_S) * SLOT_S
         return float(start), float(start + SLOT_S)
-    local = datetime.fromtimestamp(t, tz)
+    # fromtimestamp rounds to the nearest microsecond: a time a fraction of a microsecond
+    # before a boundary would land in the next bucket; truncate to whole microseconds
+    utc = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=math.floor(t * 1_000_000))
+    local = utc.astimezone(tz)
     if granularity == "hour":
         begin = local.replace(minute=0, second=0, microsecond=0)
         return begin.timestamp(), begin.timestamp() + 3600.0
