@@ -84,6 +84,12 @@ class TrunkMonitor:
                 continue
             if kind == "probe":
                 self._arm(now + status.config.keepalive_s, "probe", name)
+                if status.probe is not None and status.probe[1] + status.config.options_timeout_s <= now:
+                    # its timeout is due at this same moment: count it first, then probe
+                    # again at once (else a timeout equal to the interval skips a round)
+                    status.probe = None
+                    status.last_status = None
+                    self._failed(status, now, "keepalive timeout")
                 if status.probe is None:  # else still waiting: its own timeout decides
                     due.append(name)
             elif kind == "timeout" and status.probe is not None and status.probe[0] == seq:

@@ -64,6 +64,21 @@ def test_a_late_answer_after_its_timeout_is_ignored_and_503_is_a_failure() -> No
     assert not m2.usable("central")
 
 
+def test_a_trunk_that_goes_silent_is_down_within_two_intervals_with_the_defaults() -> None:
+    """Default wan keepalive: every 1 s, 1 s to answer, down after 2 misses: a cut is
+    seen within 2-3 s (the goal for survivable mode is 3 s)."""
+    m = TrunkMonitor([Trunk.model_validate({"name": "central", "host": "192.0.2.1", "kind": "wan"})], now=0.0)
+    now = 0.0
+    for name in m.handle_timer(now):
+        m.answered(name, m.sent(name, now), 200, now + 0.01)
+    cut = 0.5  # the link goes between two probes; nothing is answered from here on
+    while m.usable("central"):
+        now = m.get_timer() or now
+        for name in m.handle_timer(now):
+            m.sent(name, now)
+    assert now - cut <= 2.5, now
+
+
 def test_probes_keep_coming_when_the_timeout_equals_the_interval() -> None:
     m = TrunkMonitor([trunk(options_interval_s=0.3, options_timeout_s=0.3, down_after=3)], now=0.0)
     now, sent = 0.0, 0
