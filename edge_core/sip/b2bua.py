@@ -588,6 +588,8 @@ class B2BUA(HostedLegs):
             self.media.release(hairpin)
             self._by_media.pop(hairpin.id, None)
         self.calls.pop(call.id, None)
+        if call.hosted and self.hosted is not None:
+            self.hosted.drain(now)  # the queue's next moves, with this call's ports free again
         # keep the dialogs findable while retransmissions may still arrive (64*T1)
         heapq.heappush(self._timers, (now + DIALOG_LINGER_S, next(self._seq), call.id, "forget"))
         self._ended[call.id] = call

@@ -44,8 +44,8 @@ from zoneinfo import ZoneInfo
 
 from edge_core.acd import center as acd
 from edge_core.ivr import runner as ivr
+from edge_core.media.legs import MediaError
 from edge_core.routing.dialplan import ExtensionTarget, TrunkTarget
-from edge_core.sip.call import CallState
 from edge_core.store.db import TaskRow
 
 
@@ -306,7 +306,8 @@ class HostedCalls:
                 self._retry_or_give_up(job, now)
         elif hosted.queue is not None:
             self.center.abandon(hosted.center_id, now)
-        self._drain_center(now)
+        # what the center asks now (ring the next caller ...) is carried out by drain(),
+        # which the B2BUA calls once this call's media ports are released
 
     # -- timers -----------------------------------------------------------------------------
     def get_timer(self) -> float | None:
@@ -459,7 +460,17 @@ class HostedCalls:
         if target is None:
             self.b2bua.hang_up(hosted.call, now, cause="transfer-failed", reason="Transfer Failed")
             return
-        hosted.rings[""] = self.b2bua.offer_leg(hosted.call, target, "", now)
+        try:
+            hosted.rings[""] = self.b2bua.offer_leg(hosted.call, target, "", now)
+        except MediaError as exc:
+            self._out_of_ports(hosted, exc, now)
+
+    def _out_of_ports(self, hosted: HostedCall, exc: Exception, now: float) -> None:
+        """No RTP port for a second leg: the caller is let go with a cause that says so
+        (the queue sees an abandoned call and frees the agent it was about to ring); an
+        overloaded edge must not stall its timers on one call."""
+        log.warning("call %s: no media port for the next leg: %s", hosted.call.id, exc)
+        self.b2bua.hang_up(hosted.call, now, cause="no-media-ports", reason="Out Of Media Ports")
 
     def drain(self, now: float) -> None:
         """Carry out what the contact center asks after an outside change (an agent
@@ -485,9 +496,12 @@ class HostedCalls:
             if not bindings:
                 self.center.ring_failed(action.call_id, action.agent_id, now, "unregistered")
                 return
-            hosted.rings[action.agent_id] = self.b2bua.offer_leg(
-                hosted.call, bindings[0], action.agent_id, now
-            )
+            try:
+                hosted.rings[action.agent_id] = self.b2bua.offer_leg(
+                    hosted.call, bindings[0], action.agent_id, now
+                )
+            except MediaError as exc:  # out of RTP ports: the caller cannot be served now
+                self._out_of_ports(hosted, exc, now)
         elif isinstance(action, acd.CancelRing) and hosted is not None:
             leg = hosted.rings.pop(action.agent_id, None)
             if leg is not None:
@@ -508,7 +522,7 @@ class HostedCalls:
                 target = self._reach(action.target)
                 if target is not None:
                     self.b2bua.media.stop_play(hosted.call.a.media)
-                    hosted.rings[""] = self.b2bua.offer_leg(hosted.call, target, "", now)
+                    self._transfer(hosted, action.target, now)
                     return
                 log.info("call %s: overflow to %s not reachable now: the flow's own way", hosted.call.id, action.target)
             if hosted.run is not None:
@@ -551,10 +565,16 @@ class HostedCalls:
             if not bindings:
                 self.center.ring_failed(job.id, action.agent_id, now, "unregistered")
                 return
-            call = self.b2bua.originate(
-                bindings[0], from_number=job.number, to_number=action.extension,
-                destination=f"callback:{job.queue}", agent_id=action.agent_id, now=now,
-            )  # fmt: skip
+            try:
+                call = self.b2bua.originate(
+                    bindings[0], from_number=job.number, to_number=action.extension,
+                    destination=f"callback:{job.queue}", agent_id=action.agent_id, now=now,
+                )  # fmt: skip
+            except MediaError as exc:  # out of RTP ports: give the turn back, try again soon
+                log.warning("callback %s: no media port to ring %s: %s", job.id, action.agent_id, exc)
+                self.center.abandon(job.id, now)
+                heapq.heappush(self._retries, (now + 5.0, job.id))
+                return
             call.queue = job.queue
             hosted = HostedCall(call, None, job=job)
             hosted.rings[action.agent_id] = next(iter(call.rings.values()))
@@ -594,11 +614,16 @@ class HostedCalls:
             self.b2bua.hang_up(call, now, cause="callback-unroutable", reason="Customer Unreachable")
         else:
             self._play(call, "please_hold", _HOLD_PLAY_ID, loop=True)  # while the customer rings
-            hosted.rings[_CUSTOMER] = self.b2bua.offer_leg(call, target, _CUSTOMER, now)
+            try:
+                hosted.rings[_CUSTOMER] = self.b2bua.offer_leg(call, target, _CUSTOMER, now)
+            except MediaError as exc:
+                self._out_of_ports(hosted, exc, now)
+                self._drain_center(now)
+                return True  # ended here: nothing left for the B2BUA to do
             ring_s = self._queues[job.queue].callback_ring_s if job.queue in self._queues else 30.0
             heapq.heappush(self._customer_rings, (now + ring_s, call.id))
         self._drain_center(now)
-        return call.state is not CallState.ENDED
+        return True  # answered and dealt with (or ended here, hung up already)
 
     def _callback_ring_failed(self, hosted: HostedCall, ring: Any, status: int, now: float) -> None:
         job, call = hosted.job, hosted.call

@@ -114,3 +114,46 @@ async def test_a_flow_callback_node_books_a_callback_without_waiting_in_line(
     assert [r["cause"] for r in rows if r["destination"] == "flow:hotline"] == ["ivr-callback-booked"]
     (callback,) = [r for r in rows if r["destination"] == "callback:sales"]
     assert callback["disposition"] == "answered" and callback["from_number"] == "1001"
+
+
+async def test_an_edge_out_of_media_ports_lets_one_caller_go_and_keeps_serving(
+    edge_factory: Callable[..., EdgeProcess], tmp_path: Path
+) -> None:
+    """Two callers wait and hold the only two RTP ports; the agent logs in through the
+    API, so the queue rings the agent for the first caller: no port for that leg. The
+    edge lets that caller go (cause no-media-ports) and carries on: the port it freed
+    rings the agent for the second caller, who is answered. Nothing raises."""
+    import httpx
+
+    config = callback_site(tmp_path)
+    config["media"] = {"rtp_port_min": 31000, "rtp_port_max": 31003, "record_calls": False}
+    edge = edge_factory(config)
+    first = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    second = Phone("2002", USERS["2002"], edge.sip_udp, DOMAIN)
+    agent = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    socket = str(edge.workdir / edge.ready["api_socket"])
+    async with first, second, agent, httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=socket), base_url="http://edge"
+    ) as client:
+        await asyncio.gather(first.register(), second.register(), agent.register())
+        one = asyncio.create_task(first.call("100", talk_s=20.0, digits="1"))
+        two = asyncio.create_task(second.call("100", talk_s=3.0, callee=agent, digits="1"))
+
+        async def both_waiting() -> bool:
+            queues = (await client.get("/v1/queues")).json()["queues"]
+            return queues[0]["waiting"] == 2
+
+        waiting = False
+        for _ in range(100):  # the calls take a moment to reach the queue
+            if waiting := await both_waiting():
+                break
+            await asyncio.sleep(0.05)
+        assert waiting
+        assert (await client.post("/v1/agents/dana/login", json={"extension": "2001"})).status_code == 200
+        let_go, served = await asyncio.gather(one, two)
+    assert let_go.hangup_side == "callee", let_go.line(1)
+    assert served.status == 200 and served.callee_received, served.line(1)
+    edge.stop()
+    causes = [r["cause"] for r in cdrs(edge.config["store"]["path"]) if r["destination"] == "flow:hotline"]
+    assert sorted(causes) == ["no-media-ports", "normal"]
+    assert "Traceback" not in edge.stderr_text()
