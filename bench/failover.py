@@ -19,7 +19,8 @@ to SURVIVABLE, restores it, and measures:
   outage (through ``EdgeStore``, as the daemon writes them), link back -> the fleet
   has acked all of them.
 
-Profiles: ``default`` is the schema's defaults throughout (keepalive every 30 s, MQTT
+Profiles: ``default`` is the schema's defaults throughout (wan trunk keepalive every 1 s,
+1 s to answer, down after 2; the trunks decide the mode before the MQTT session; MQTT
 keepalive 30 s, reconnect backoff up to 30 s, up_after_s 5, min_dwell_s 10, T1 500 ms);
 ``fast`` is the system test's settings (tests/system/branch.py FAST_*: keepalive every
 0.5 s, lost after 0.5 s, down after 2; MQTT keepalive 5 s; backoff 0.2-1 s; T1 100 ms)
