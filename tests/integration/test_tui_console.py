@@ -181,7 +181,9 @@ async def test_a_drill_and_maintenance_started_from_the_console(edge_factory: Ed
         await pilot.press("e")
         await until(pilot, lambda: "not running" in text(app, "#drill-state"), "the drill ended")
 
-        await pilot.press("m", "y")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
         await until(pilot, lambda: "Maintenance   ON" in text(app, "#drill-state"), "maintenance on")
         assert (await client.get("/v1/status")).json()["accepting_calls"] is False
         await pilot.press("m")  # off needs no confirmation
@@ -231,7 +233,9 @@ async def test_an_invalid_config_file_shows_its_path_and_changes_nothing_a_valid
         assert (await client.get("/v1/config")).json()["origin"] == "api"  # a local override
         await until(pilot, lambda: "origin api" in text(app, "#config-running"), "the origin on screen")
 
-        await pilot.press("r", "y")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
         await until(pilot, lambda: "ROLLED BACK" in text(app, "#config-result"), "rolled back")
         assert await queues(client) == ["sales"]
     async with Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN) as phone:
