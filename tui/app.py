@@ -249,7 +249,13 @@ class ConsoleApp(App[None]):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id in TABS:
-            self.call_after_refresh(self.pane(event.pane.id).focus_main)
+            self.call_after_refresh(self._focus_if_active, event.pane.id)
+
+    def _focus_if_active(self, tab: str) -> None:
+        """Focus a tab's main widget, unless another tab was opened meanwhile (the first
+        tab's activation at start, arriving late, took the focus from a later one)."""
+        if self.tabs.active == tab:
+            self.pane(tab).focus_main()
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
