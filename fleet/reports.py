@@ -52,6 +52,7 @@ from fastapi.responses import Response
 from sqlalchemy import BigInteger, and_, case, cast, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
+from edge_core.acd.stats import QueueFigures
 from fleet import erlang
 from fleet.store import schema
 from fleet.store.queries import StoreQueries
@@ -62,7 +63,10 @@ _MAX_INTERVAL_S = 86400.0  # an interval row's ``at`` is its end: look this far 
 
 
 @dataclass
-class _Sums:
+class _Sums(QueueFigures):
+    """Counters summed over intervals; ASA, AHT and abandon rate are the edge's own
+    (``QueueFigures``); the report's service level counts every offered call."""
+
     offered: int = 0
     answered: int = 0
     answered_in_sl: int = 0
@@ -104,24 +108,14 @@ class QueueInterval(_Sums):
         return datetime.fromtimestamp(self.start, ZoneInfo(self.tz)).isoformat()
 
     @property
-    def service_level(self) -> float | None:
+    def service_level(self) -> float | None:  # type: ignore[override]
+        """Answered within the threshold / offered (the NOC's stricter definition)."""
         return _ratio(self.answered_in_sl, self.offered)
 
     @property
     def service_level_edge(self) -> float | None:
-        return _ratio(self.answered_in_sl, self.answered + self.abandoned - self.abandoned_in_sl)
-
-    @property
-    def asa_s(self) -> float | None:
-        return _ratio(self.wait_answered_s, self.answered)
-
-    @property
-    def aht_s(self) -> float | None:
-        return _ratio(self.talk_s + self.wrap_s, self.handled)
-
-    @property
-    def abandon_rate(self) -> float | None:
-        return _ratio(self.abandoned, self.offered)
+        """The edge's definition (``QueueFigures.service_level``)."""
+        return QueueFigures.service_level.fget(self)  # type: ignore[attr-defined,no-any-return]
 
     @property
     def transfer_rate(self) -> float | None:

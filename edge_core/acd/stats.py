@@ -48,24 +48,26 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
-@dataclass(slots=True)
-class QueueTotals:
-    offered: int = 0
-    answered: int = 0
-    answered_in_sl: int = 0
-    abandoned: int = 0
-    abandoned_in_sl: int = 0
-    overflowed: int = 0
-    rejected: int = 0
-    wait_answered_s: float = 0.0
-    longest_wait_s: float = 0.0
-    """Longest wait of a call that was answered, abandoned or overflowed."""
-    handled: int = 0
-    talk_s: float = 0.0
-    wrap_s: float = 0.0
+class QueueFigures:
+    """The ratios a supervisor reads off a queue's counters, defined once: the edge's
+    live and interval statistics and the fleet's reports (``fleet/reports.py``) both
+    derive from it, so the figures on the console and in the NOC cannot drift apart."""
+
+    __slots__ = ()
+    offered: int
+    answered: int
+    answered_in_sl: int
+    abandoned: int
+    abandoned_in_sl: int
+    wait_answered_s: float
+    handled: int
+    talk_s: float
+    wrap_s: float
 
     @property
     def service_level(self) -> float | None:
+        """Answered within the threshold / (answered + abandoned after the threshold):
+        a caller who hangs up within it is not held against the queue."""
         return _ratio(self.answered_in_sl, self.answered + self.abandoned - self.abandoned_in_sl)
 
     @property
@@ -79,6 +81,23 @@ class QueueTotals:
     @property
     def abandon_rate(self) -> float | None:
         return _ratio(self.abandoned, self.offered)
+
+
+@dataclass(slots=True)
+class QueueTotals(QueueFigures):
+    offered: int = 0
+    answered: int = 0
+    answered_in_sl: int = 0
+    abandoned: int = 0
+    abandoned_in_sl: int = 0
+    overflowed: int = 0
+    rejected: int = 0
+    wait_answered_s: float = 0.0
+    longest_wait_s: float = 0.0
+    """Longest wait of a call that was answered, abandoned or overflowed."""
+    handled: int = 0
+    talk_s: float = 0.0
+    wrap_s: float = 0.0
 
 
 @dataclass(slots=True)
