@@ -224,7 +224,9 @@ class SipCore:
     def trunk_attempts(self, target: TrunkTarget) -> list[TrunkAttempt]:
         """The trunks to try for ``target``, in order (empty: none can take the call)."""
         survivable = self.wan.mode is Mode.SURVIVABLE
-        busy: Counter[str] = Counter(c.trunk for c in self.b2bua.calls.values() if c.trunk)
+        busy: Counter[str] = Counter()
+        if any(t.max_calls for t in target.trunks):  # counted only when a limit asks (a scan of every call)
+            busy.update(c.trunk for c in self.b2bua.calls.values() if c.trunk)
         good: list[Trunk] = []
         last_resort: list[Trunk] = []
         for t in target.trunks:

@@ -305,3 +305,35 @@ def test_a_trunk_that_says_nothing_at_all_is_left_for_the_next_after_failover_af
     edge.stop()
     (cdr,) = cdrs(edge)
     assert (cdr["disposition"], cdr["destination"]) == ("answered", "trunk:pstn")
+
+
+async def test_a_full_trunk_is_skipped_and_with_nothing_left_the_call_gets_503(
+    edge_factory: Callable[..., EdgeProcess], sipp_factory: SippFactory, tmp_path: Path
+) -> None:
+    """``max_calls: 1`` on the only trunk of a route: while one call is up on it, the
+    next is refused with 503 No Trunk Available (and a CDR), not sent over the limit."""
+    import asyncio
+
+    from appliance.sim.phones import Phone
+    from tests.integration.test_contact_center import DOMAIN, USERS
+    from tests.sipp import wait_for_async
+
+    pstn = sipp_factory("uas_answer", calls=1, timeout_s=CALL_TIMEOUT_S, name="pstn").start()
+    config = merged(FAST, trunks(free_udp_port(), pstn.port), {"sip": {"domain": DOMAIN}})
+    config["trunks"][1]["max_calls"] = 1
+    config["routes"][1] = {"match": r"^9(\d+)$", "trunks": ["pstn"], "number": r"\1"}
+    config["extensions"] = [{"number": n, "password": p} for n, p in USERS.items()]
+    edge = edge_factory(config)
+    first = Phone("1001", USERS["1001"], edge.sip_udp, DOMAIN)
+    second = Phone("2001", USERS["2001"], edge.sip_udp, DOMAIN)
+    async with first, second:
+        await asyncio.gather(first.register(), second.register())
+        up = asyncio.create_task(first.call("95551234", talk_s=3.0))
+
+        def pstn_busy() -> bool:
+            return next(t for t in api_get(edge, "/v1/trunks")["trunks"] if t["name"] == "pstn")["calls"] == 1
+
+        await wait_for_async(pstn_busy, 10.0, what="the first call up on pstn")
+        refused = await second.call("95550000", talk_s=0.5)
+        assert (refused.status, refused.reason) == (503, "No Trunk Available"), refused.line(1)
+        assert (await up).status == 200
