@@ -183,6 +183,26 @@ async def wait_for_async(
         await asyncio.sleep(min(interval_s, remaining))
 
 
+async def wait_for_coro(
+    condition: Callable[[], Any],
+    timeout_s: float,
+    *,
+    interval_s: float = 0.05,
+    what: str = "condition",
+) -> Any:
+    """``wait_for_async`` for a condition that is itself a coroutine function (an HTTP
+    request to an API, a store query): await it until it returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = await condition()
+        if value:
+            return value
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"timed out after {timeout_s:.1f}s waiting for {what}")
+        await asyncio.sleep(min(interval_s, remaining))
+
+
 # --------------------------------------------------------------------------- sipp
 
 

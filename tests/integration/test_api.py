@@ -36,7 +36,7 @@ from edge_core.sip.core import SipCore
 from edge_core.sip.transaction import TimerSettings, TransactionLayer
 from edge_core.sip.transport import SipEndpoint, UdpProtocol
 from edge_core.store.db import CdrRow
-from tests.sipp import EdgeProcess, wait_for_async
+from tests.sipp import EdgeProcess, wait_for_async, wait_for_coro
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -318,7 +318,7 @@ async def test_a_waiting_caller_is_rung_to_the_agent_logged_in_by_the_api_and_hu
             calls = (await client.get("/v1/calls")).json()["calls"]
             return calls if calls and calls[0]["queue"] == "sales" else []
 
-        listed = await wait_for_async_coro(waiting, 5, what="the caller waiting in sales")
+        listed = await wait_for_coro(waiting, 5, what="the caller waiting in sales")
         (waiting_call,) = listed
         assert waiting_call["from"] == "1001" and waiting_call["to"] == "100"
         assert waiting_call["destination"] == "flow:hotline" and waiting_call["state"] == "answered"
@@ -337,14 +337,14 @@ async def test_a_waiting_caller_is_rung_to_the_agent_logged_in_by_the_api_and_hu
             calls = (await client.get("/v1/calls")).json()["calls"]
             return calls[0] if calls and calls[0]["agent"] == "dana" else None
 
-        joined = await wait_for_async_coro(connected, 5, what="the agent answering")
+        joined = await wait_for_coro(connected, 5, what="the agent answering")
         assert [leg["side"] for leg in joined["legs"]] == ["a", "b"]
 
         async def scored() -> dict[str, Any] | None:  # live quality, once audio flowed both ways
             calls = (await client.get("/v1/calls")).json()["calls"]
             return calls[0] if calls and all(leg["mos"] for leg in calls[0]["legs"]) else None
 
-        live = await wait_for_async_coro(scored, 5, what="a live MOS on both legs")
+        live = await wait_for_coro(scored, 5, what="a live MOS on both legs")
         assert 4.0 < live["mos"] <= 4.5 and all(leg["lost"] == 0 for leg in live["legs"])
         agents = {a["id"]: a for a in (await client.get("/v1/agents")).json()["agents"]}
         assert agents["dana"]["state"] == "on_call"
@@ -363,24 +363,6 @@ async def test_a_waiting_caller_is_rung_to_the_agent_logged_in_by_the_api_and_hu
         "Hung Up By Operator",
         "edge",
     )
-
-
-async def wait_for_async_coro(condition: Any, timeout_s: float, *, what: str) -> Any:
-    """``wait_for_async`` for a coroutine condition (an HTTP request)."""
-    result: list[Any] = []
-
-    async def poll() -> Any:
-        value = await condition()
-        if value:
-            result.append(value)
-        return value
-
-    deadline = time.monotonic() + timeout_s
-    while not await poll():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:.1f}s waiting for {what}")
-        await asyncio.sleep(0.02)
-    return result[-1]
 
 
 # -- events ------------------------------------------------------------------------------

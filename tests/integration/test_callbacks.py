@@ -16,7 +16,7 @@ import pytest
 
 from appliance.sim.phones import Phone
 from tests.integration.test_contact_center import DOMAIN, USERS, cdrs, site
-from tests.sipp import EdgeProcess, wait_for_async
+from tests.sipp import EdgeProcess, wait_for_async, wait_for_coro
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -143,12 +143,7 @@ async def test_an_edge_out_of_media_ports_lets_one_caller_go_and_keeps_serving(
             queues = (await client.get("/v1/queues")).json()["queues"]
             return queues[0]["waiting"] == 2
 
-        waiting = False
-        for _ in range(100):  # the calls take a moment to reach the queue
-            if waiting := await both_waiting():
-                break
-            await asyncio.sleep(0.05)
-        assert waiting
+        await wait_for_coro(both_waiting, 5.0, what="both callers in the queue")
         assert (await client.post("/v1/agents/dana/login", json={"extension": "2001"})).status_code == 200
         let_go, served = await asyncio.gather(one, two)
     assert let_go.hangup_side == "callee", let_go.line(1)

@@ -19,7 +19,7 @@ import pytest
 
 from appliance.sim.phones import Phone
 from tests.integration.test_contact_center import DOMAIN, USERS, site
-from tests.sipp import EdgeProcess
+from tests.sipp import EdgeProcess, wait_for_coro
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -90,7 +90,7 @@ async def test_new_queues_wait_for_the_call_in_progress_and_logged_in_agents_sta
         async def on_call() -> bool:
             return await agent_state(client, "dana") == "on_call"
 
-        await wait_for_async_coro(on_call, 10.0, "the agent on the call")
+        await wait_for_coro(on_call, 10.0, what="the agent on the call")
         applied = await client.post("/v1/config", json=with_support_queue(edge.config))
         assert applied.status_code == 200, applied.text
         assert await queue_names(client) == ["sales"]  # the call in progress keeps the old center
@@ -100,21 +100,8 @@ async def test_new_queues_wait_for_the_call_in_progress_and_logged_in_agents_sta
         async def swapped() -> bool:
             return await queue_names(client) == ["sales", "support"]
 
-        await wait_for_async_coro(swapped, 10.0, "the new queues once the center is idle")
+        await wait_for_coro(swapped, 10.0, what="the new queues once the center is idle")
         assert await agent_state(client, "dana") == "available"  # still logged in
         # the new menu option reaches the new queue and the same agent
         result = await customer.call("100", talk_s=1.5, callee=agent, digits="2")
         assert result.status == 200 and result.callee_received, result.line(1)
-
-
-async def wait_for_async_coro(check: Callable[[], Any], timeout_s: float, what: str) -> None:
-    """``wait_for_async`` for a condition that is itself a coroutine (an API request)."""
-
-    async def poll() -> None:
-        while not await check():
-            await asyncio.sleep(0.05)
-
-    try:
-        await asyncio.wait_for(poll(), timeout_s)
-    except TimeoutError:
-        raise TimeoutError(f"timed out after {timeout_s:.1f}s waiting for {what}") from None

@@ -20,7 +20,7 @@ from edge_core.telemetry import protocol as p
 from fleet.configs import load_signing_key, public_key_b64
 from fleet.mqtt import MqttConnection
 from tests.brokers import Mosquitto, mosquitto_binary
-from tests.sipp import wait_for_async
+from tests.sipp import wait_for_coro
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")
 
@@ -51,7 +51,7 @@ async def test_fleet_run_serves_the_api(tmp_path: Path) -> None:
                     except httpx.TransportError:
                         return False
 
-                await _until(up, "the API answers")
+                await wait_for_coro(up, 20, interval_s=0.1, what="the API answers")
                 async with MqttConnection(broker.url, "edge-s1") as edge:
                     edge.publish(p.topic("s1", "state"), p.State(status="online", version="9.9").to_bytes(),
                                  qos=1, retain=True)
@@ -60,7 +60,7 @@ async def test_fleet_run_serves_the_api(tmp_path: Path) -> None:
                         sites = (await client.get("/api/v1/sites")).json()["sites"]
                         return any(s["id"] == "s1" and s["status"] == "online" for s in sites)
 
-                    await _until(site_seen, "site s1 online in the API")
+                    await wait_for_coro(site_seen, 20, interval_s=0.1, what="site s1 online in the API")
                     r = await client.post("/api/v1/sites/s1/configs",
                                           json={"config": {"sip": {"domain": "s1.local"}}, "reason": "first"})
                     assert r.status_code == 200, r.text
@@ -72,18 +72,3 @@ async def test_fleet_run_serves_the_api(tmp_path: Path) -> None:
         finally:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
-
-
-async def _until(condition: object, what: str) -> None:
-    ready = asyncio.Event()
-
-    async def poll() -> None:
-        while not await condition():  # type: ignore[operator]
-            await asyncio.sleep(0.1)
-        ready.set()
-
-    task = asyncio.create_task(poll())
-    try:
-        await wait_for_async(ready.is_set, 20, what=what)
-    finally:
-        task.cancel()

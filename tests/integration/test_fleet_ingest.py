@@ -20,7 +20,7 @@ from fleet.sim import SimulatedEdges
 from fleet.store import FleetStore
 from fleet.worker import IngestWorker, WorkerSettings
 from tests.brokers import Mosquitto, mosquitto_binary
-from tests.sipp import wait_for_async
+from tests.sipp import wait_for_async, wait_for_coro
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")
 
@@ -53,18 +53,6 @@ async def until(condition: Callable[[], Any], what: str, timeout_s: float = 20.0
     return await wait_for_async(condition, timeout_s, what=what)
 
 
-async def until_async(condition: Callable[[], Any], what: str, timeout_s: float = 20.0) -> Any:
-    """Poll an async condition (a store query) until it is truthy."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_batch_published_twice_is_stored_once(store: FleetStore, worker: IngestWorker,
                                                     edges: SimulatedEdges) -> None:
     records = edges.make_records("s1", 3, kind="cdr")
@@ -84,7 +72,7 @@ async def test_ack_is_highest_contiguous_seq(store: FleetStore, worker: IngestWo
     edges.publish_records("s1", records[:3])
     edges.publish_records("s1", records[4:])  # 5, 6: seq 4 is missing
     await until(lambda: edges.sites["s1"].acked == 3, "ack upto=3")
-    await until_async(lambda: _count_is(store, "s1", 5), "5 records stored")
+    await wait_for_coro(lambda: _count_is(store, "s1", 5), 20, what="5 records stored")
     assert edges.sites["s1"].acked == 3  # the ack of the 5-6 batch still says 3
     edges.publish_records("s1", records[3:4])
     await until(lambda: edges.sites["s1"].acked == 6, "ack upto=6 once the gap is filled")
@@ -164,13 +152,13 @@ async def test_registry_goes_offline_from_last_will(store: FleetStore, worker: I
     try:
         assert proc.stdout is not None
         assert (await asyncio.to_thread(proc.stdout.readline)).strip() == b"online"
-        site = await until_async(lambda: _site_status(store, "branch7", "online"), "site online")
+        site = await wait_for_coro(lambda: _site_status(store, "branch7", "online"), 20, what="site online")
         assert site.version == "9.9.9" and site.mode == "survivable"
         kinds = {a.kind for a in await store.list_alarms(site_id="branch7")}
         assert kinds == {"survivable_mode"}
         proc.kill()  # SIGKILL: no DISCONNECT, so the broker publishes the will
         proc.wait()
-        await until_async(lambda: _site_status(store, "branch7", "offline"), "site offline", 30)
+        await wait_for_coro(lambda: _site_status(store, "branch7", "offline"), 30, what="site offline")
         alarms = {a.kind: a for a in await store.list_alarms(site_id="branch7")}
         assert alarms["site_offline"].severity == "critical"
     finally:
@@ -200,7 +188,7 @@ async def test_worker_retries_until_connected(store: FleetStore, tmp_path: Path)
         async with MqttConnection(mq.url, "late-edge") as edge:
             batch = p.OutboxBatch(records=[p.Record(seq=1, kind="event", at=1.0, body={})])
             await edge.publish_confirmed(p.topic("s9", "outbox"), batch.to_bytes())
-        await until_async(lambda: _count_is(store, "s9", 1), "stored")
+        await wait_for_coro(lambda: _count_is(store, "s9", 1), 20, what="stored")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)

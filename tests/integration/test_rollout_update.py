@@ -21,7 +21,7 @@ import hashlib
 import os
 import site
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from images.agent import download
 from images.signing import public_pem
 from tests.brokers import Mosquitto, mosquitto_binary
 from tests.integration.test_image_install import SUPERVISORD, Box, project_wheel  # noqa: F401 (fixture)
-from tests.sipp import free_tcp_port, wait_for_async
+from tests.sipp import free_tcp_port, wait_for_async, wait_for_coro
 
 pytestmark = [
     pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed"),
@@ -78,25 +78,6 @@ async def fleet_api(tmp_path: Path, broker_url: str | None, **state: Any) -> Asy
         server.should_exit = True
         await asyncio.wait_for(task, 30)
         await store.close()
-
-
-async def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll an async ``check`` until it returns something truthy (TimeoutError naming ``what``)."""
-    result: list[Any] = []
-
-    async def poll() -> None:
-        while not (value := await check()):
-            await asyncio.sleep(0.1)
-        result.append(value)
-
-    task = asyncio.create_task(poll())
-    try:
-        await wait_for_async(lambda: result or task.done(), timeout_s, what=what)
-        if task.done() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
-    finally:
-        task.cancel()
-    return result[0]
 
 
 async def upload(client: httpx.AsyncClient, bundle: Path) -> dict[str, Any]:
@@ -151,7 +132,7 @@ async def test_campaign_updates_a_real_box_then_halts_on_a_rollback(
                 body = (await api.get(f"/api/v1/rollouts/{cid}")).json()
                 return body if body["state"] not in ("running", "paused") else None
 
-            done = await until(finished, 90, "campaign 1 finished")
+            done = await wait_for_coro(finished, 90, interval_s=0.1, what="campaign 1 finished")
             assert done["state"] == "done", done
             assert done["sites"][0]["state"] == "committed", done
             state = box.layout.load()
@@ -164,7 +145,7 @@ async def test_campaign_updates_a_real_box_then_halts_on_a_rollback(
                 "window_start_h": 0, "window_end_h": 0, "error_threshold": 0})
             assert r.status_code == 201, r.text
             cid2 = r.json()["id"]
-            halted = await until(lambda: finished(cid2), 90, "campaign 2 finished")
+            halted = await wait_for_coro(lambda: finished(cid2), 90, interval_s=0.1, what="campaign 2 finished")
             assert halted["state"] == "halted", halted
             row = halted["sites"][0]
             assert (row["state"], row["check"]) == ("rolled_back", "api"), row
