@@ -43,19 +43,49 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _installer(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from images.install import Installer
-    from images.service import Supervisor, Systemd
-    from images.signing import load_public_key_file
-    from images.slots import BoxLayout
+    """The box's installer: its settings from ``ROOT/etc/updater.yaml`` (the same the
+    update agent uses), overridden by the command line."""
+    from dataclasses import replace
 
-    service = Supervisor(Path(args.supervisor_socket)) if args.supervisor_socket else Systemd()
-    return Installer(BoxLayout(Path(args.root)), service, load_public_key_file(Path(args.pubkey)))
+    from images.agent import UpdaterSettings, make_installer
+
+    root = Path(args.root)
+    settings = UpdaterSettings.load(root)
+    if args.supervisor_socket:
+        settings = replace(settings, service="supervisor", supervisor_socket=args.supervisor_socket)
+    if args.pubkey:
+        settings = replace(settings, bundle_public_key_file=str(Path(args.pubkey).absolute()))
+    return make_installer(root, settings)
 
 
 def _install(args: argparse.Namespace) -> int:
     result = _installer(args).install(Path(args.bundle), allow_downgrade=args.allow_downgrade)
     print(json.dumps(result.to_json(), indent=1))
     return {"committed": 0, "refused": 3, "rolled_back": 4, "failed": 5}[result.outcome]
+
+
+def _apply_config(args: argparse.Namespace) -> int:
+    healthy, detail = _installer(args).apply_config()
+    print(json.dumps({"ok": healthy, "detail": detail}))
+    return 0 if healthy else 1
+
+
+def _health(args: argparse.Namespace) -> int:
+    """The application's own health check, once (no baseline): exit 0 when it passes."""
+    from images.health import Baseline, EdgeEndpoints, EdgeProbe, HealthPolicy, judge
+    from images.slots import BoxLayout
+
+    layout = BoxLayout(Path(args.root))
+    config = layout.root / "current" / "etc" / "site.yaml"
+    if not config.exists():
+        print(json.dumps({"ok": False, "checks": [{"name": "slot", "ok": False,
+                                                  "detail": f"{config} missing: nothing installed"}]}))
+        return 1
+    report = judge(EdgeProbe(EdgeEndpoints.from_config(config, layout.data_dir)).observe(), Baseline(),
+                   HealthPolicy())
+    print(json.dumps({"ok": report.ok, "checks": [
+        {"name": c.name, "ok": c.ok, "detail": c.detail} for c in report.checks]}))
+    return 0 if report.ok else 1
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -91,12 +121,17 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore
     verify.set_defaults(func=_verify)
 
     for name, func, text in (("install", _install, "verify, install into the inactive slot, switch, "
-                              "health-check, commit or roll back"), ("status", _status, "slots and history")):
+                              "health-check, commit or roll back"), ("status", _status, "slots and history"),
+                             ("health", _health, "run the edge's health check once; exit 0 when healthy"),
+                             ("apply-config", _apply_config, "after ROOT/etc/site.yaml changed: write it into "
+                              "the running slot, restart the edge, wait until healthy")):
         p = cmds.add_parser(name, help=text)
+        if name in ("install", "apply-config"):
+            p.add_argument("--pubkey", help="bundle signing key (default: ROOT/etc/bundle.pub via updater.yaml)")
+            p.add_argument("--supervisor-socket",
+                           help="use supervisord on this socket (default: ROOT/etc/updater.yaml, else systemd)")
         if name == "install":
             p.add_argument("bundle")
-            p.add_argument("--pubkey", required=True)
             p.add_argument("--allow-downgrade", action="store_true")
-            p.add_argument("--supervisor-socket", help="use supervisord on this socket (default: systemd)")
         p.add_argument("--root", default="/opt/branchline")
         p.set_defaults(func=func)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -133,13 +135,48 @@ class Installer:
         if out.returncode != 0:
             raise RuntimeError(f"pip install into slot {slot} failed: {out.stderr.strip()[-2000:]}")
         shutil.rmtree(target / "wheels")  # installed; the bundle stays the source of truth
-        box = yaml.safe_load(self.layout.site_config.read_text()) if self.layout.site_config.exists() else {}
+        self.write_slot_config(slot)
+        (target / "release.json").write_text(json.dumps(verified.manifest.to_dict(), indent=1))
+
+    def write_slot_config(self, slot: SlotName) -> bool:
+        """The slot's ``etc/site.yaml``: the box's site config with the release's own
+        override merged over it, with the box file's owner and mode (it holds the MQTT
+        password: 0600 for the service user). Returns whether it changed."""
+        target = self.layout.slot_dir(slot)
+        source = self.layout.site_config
+        box = yaml.safe_load(source.read_text()) if source.exists() else {}
         override = target / CONFIG_OVERRIDE
         if override.exists():
             box = deep_merge(box or {}, yaml.safe_load(override.read_text()) or {})
         (target / "etc").mkdir(exist_ok=True)
-        (target / "etc" / "site.yaml").write_text(yaml.safe_dump(box, sort_keys=False))
-        (target / "release.json").write_text(json.dumps(verified.manifest.to_dict(), indent=1))
+        path = target / "etc" / "site.yaml"
+        body = yaml.safe_dump(box, sort_keys=False)
+        if path.exists() and path.read_text() == body:
+            return False
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(body)
+        if source.exists():
+            st = source.stat()
+            os.chown(tmp, st.st_uid, st.st_gid)
+            os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.replace(tmp, path)
+        return True
+
+    def apply_config(self) -> tuple[bool, str]:
+        """After the box's site config changed (provisioning, rotated credentials): write
+        it into the running slot, restart the edge and wait for its health check.
+        Returns (healthy, failures); nothing is rolled back (the release did not change)."""
+        slot = self.layout.current()
+        if slot is None:
+            return False, "nothing installed"
+        if not self.write_slot_config(slot):
+            return True, "unchanged"
+        self._wait_quiet(slot)
+        self.service.restart(self.service_name)
+        healthy, check, reason = self.watch(self._probe(slot), Baseline())
+        return healthy, f"{check}: {reason}" if not healthy else "restarted, healthy"
 
     def _wait_quiet(self, slot: SlotName | None) -> None:
         if slot is None:

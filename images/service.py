@@ -130,14 +130,17 @@ class Supervisor:
 
 
 def supervisor_program(root: Path, *, name: str = EDGE_SERVICE, start_retries: int = 3,
-                       start_s: int = 2, autostart: bool = True) -> str:
+                       start_s: int = 2, autostart: bool = True, user: str = "") -> str:
     """The ``[program:...]`` section that runs the edge from ``ROOT/current``.
 
     ``startsecs``/``startretries`` are supervisord's own crash-loop limit; the
-    installer also counts spawns itself (the same rule for systemd)."""
+    installer also counts spawns itself (the same rule for systemd). ``user``: the
+    service user the edge runs as (supervisord itself runs as root); empty: as
+    supervisord."""
+    run_as = f"user={user}\n" if user else ""
     return f"""[program:{name}]
 command={root}/current/venv/bin/branchline edge run --config {root}/current/etc/site.yaml --ready-file {root}/data/edge.ready
-directory={root}/data
+{run_as}directory={root}/data
 autostart={'true' if autostart else 'false'}
 autorestart=true
 startsecs={start_s}
@@ -152,8 +155,11 @@ stderr_logfile_maxbytes=10MB
 """
 
 
-def supervisord_conf(run_dir: Path, programs: str) -> str:
-    """A complete supervisord.conf with its own socket, pid file and log under ``run_dir``."""
+def supervisord_conf(run_dir: Path, programs: str, *, daemon: bool = False) -> str:
+    """A complete supervisord.conf with its own socket, pid file and log under ``run_dir``.
+
+    ``daemon``: supervisord forks into the background (a box's own supervisord started
+    over SSH by provisioning); otherwise it stays in the foreground (``-n``, tests)."""
     return f"""[unix_http_server]
 file={run_dir}/supervisor.sock
 chmod=0700
@@ -162,7 +168,7 @@ chmod=0700
 logfile={run_dir}/supervisord.log
 pidfile={run_dir}/supervisord.pid
 childlogdir={run_dir}
-nodaemon=true
+nodaemon={'false' if daemon else 'true'}
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
@@ -171,6 +177,39 @@ supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
 serverurl=unix://{run_dir}/supervisor.sock
 
 {programs}"""
+
+
+def systemd_unit(root: Path, *, user: str = "branchline", name: str = EDGE_SERVICE) -> str:
+    """The systemd unit that runs the edge from ``ROOT/current`` as ``user``
+    (``packaging/systemd/branchline-edge.service`` is this for /opt/branchline)."""
+    return f"""[Unit]
+Description=Branchline edge (SIP, media, IVR, ACD)
+Documentation=file://{root}/current/files/README
+After=network-online.target
+Wants=network-online.target
+StartLimitIntervalSec=60
+StartLimitBurst=3
+
+[Service]
+Type=simple
+User={user}
+Group={user}
+WorkingDirectory={root}/data
+ExecStart={root}/current/venv/bin/branchline edge run --config {root}/current/etc/site.yaml --ready-file {root}/data/edge.ready
+Restart=on-failure
+RestartSec=1
+KillSignal=SIGTERM
+TimeoutStopSec=15
+LimitNOFILE=65536
+NoNewPrivileges=yes
+ProtectSystem=strict
+ReadWritePaths={root}/data {root}/log
+ProtectHome=yes
+PrivateTmp=yes
+
+[Install]
+WantedBy=multi-user.target
+"""
 
 
 # -------------------------------------------------------------------- systemd

@@ -1,17 +1,35 @@
-"""Bootstrap a box over SSH (Fabric): checks, layout, bundle upload, identity key,
-enrollment, updater settings, site config.
+"""Bootstrap a box over SSH (Fabric): from a bare Debian box to "installed, enrolled,
+running and healthy".
 
-Every step is idempotent: it looks first and only then changes, and says which. The
-device's identity key is generated *on the box* (``openssl genpkey -algorithm ed25519``)
-and only its public half is read back.
+The steps, in order; each looks first and only then changes, and says which, so a
+second run on a provisioned box changes nothing and says so:
+
+``platform`` (OS, architecture, and the bundle -- verified here with its signing key
+before anything is written -- matches the box's platform and Python), ``packages``
+(apt-get installs what is missing), ``service-user`` (a system user the edge runs as),
+``layout``, ``bundle`` (upload, sha256 checked on the box), ``identity``, ``enroll``,
+``bundle-key`` and ``updater`` (``ROOT/etc/updater.yaml``: the installer's service
+manager, Python, health policy), ``site-config``, ``service`` (the supervisord or
+systemd definition, enabled), ``install`` (the box's own installer -- the bundle's
+``branchline image install``, run from a throw-away venv built from the bundle's
+wheels -- installs slot A, starts the edge through the service manager and commits
+only when the application's health check passes), and ``health`` (the check again,
+its result in the report). A changed site config on a box that runs already is
+applied with ``branchline image apply-config`` (restart, health check).
+
+The device's identity key is generated *on the box* (``openssl genpkey -algorithm
+ed25519``) and only its public half is read back.
 
 Enrollment: the public key and the site's one-time token (issued by an admin with
 ``POST /api/v1/enroll-tokens``) go to the fleet's ``POST /api/v1/enroll`` from where
 this runs; the answer (site id, broker URL, the fleet's config-signing key, MQTT
-credentials) becomes the ``telemetry:`` section of the box's site config (mode 0600: it
-holds the MQTT password), and ``ROOT/etc/enrollment.json`` records which identity key
-was enrolled. A box whose record matches its key is not enrolled again (a token works
-once): its existing ``telemetry:`` section is kept as it is.
+credentials) becomes the ``telemetry:`` section of the box's site config (mode 0600,
+owned by the service user: it holds the MQTT password), and ``ROOT/etc/enrollment.json``
+records which identity key was enrolled. A box whose record matches its key is not
+enrolled again (a token works once): its existing ``telemetry:`` section is kept.
+
+Logging in as root (key only) is what this supports; a non-root admin with sudo is
+not supported yet.
 """
 
 from __future__ import annotations
@@ -27,13 +45,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from fabric import Connection
 
+from images.bundle import VerifiedBundle
+from images.manifest import Manifest
+
 SUPPORTED_ARCH = ("x86_64", "aarch64")
 SUPPORTED_OS = ("debian",)
+ServiceKind = Literal["systemd", "supervisor"]
+INSTALLER_DIR = "incoming/installer"
+"""The throw-away venv (built from the bundle's own wheels) that installs slot A."""
 
 
 @dataclass
@@ -71,17 +95,40 @@ class BootstrapOptions:
     enroll_token: str = ""
     """The site's one-time enrollment token; empty: skip enrollment (no telemetry)."""
     bundle_public_key: bytes = b""
-    """PEM of the key bundles are signed with: written to ``ROOT/etc/bundle.pub``."""
+    """PEM of the key bundles are signed with: the bundle is verified with it before
+    anything is written, and it is written to ``ROOT/etc/bundle.pub``."""
     updater: dict[str, Any] = field(default_factory=dict)
-    """``ROOT/etc/updater.yaml`` (see images.agent); written when given."""
+    """Settings merged over the ``ROOT/etc/updater.yaml`` bootstrap writes (see images.agent)."""
+    install: bool = True
+    """Install the bundle into slot A, start the service and health-check it (needs
+    ``bundle_public_key``); False: lay out and enroll only."""
+    service: ServiceKind = "systemd"
+    """The box's process manager: systemd (production) or a box-owned supervisord
+    (``ROOT/etc/supervisord.conf``, socket ``ROOT/run/supervisor.sock``: boxes and
+    tests without systemd)."""
+    service_user: str = "branchline"
+    python: str = "/usr/bin/python3"
+    apt: bool = True
+    """Install missing Debian packages with apt-get; False: a missing one is an error."""
+    deps_site_packages: str = ""
+    """Development and tests only: take the dependencies from this site-packages on
+    the box instead of the bundle's wheels (a bundle holding only the project wheel)."""
 
 
 def _run(c: Connection, cmd: str) -> str:
     return str(c.run(cmd, hide=True, in_stream=False).stdout)
 
 
+def _ok(c: Connection, cmd: str) -> bool:
+    return bool(c.run(cmd, hide=True, warn=True, in_stream=False).ok)
+
+
 def _exists(c: Connection, path: str) -> bool:
-    return bool(c.run(f"test -e {shlex.quote(path)}", hide=True, warn=True, in_stream=False).ok)
+    return _ok(c, f"test -e {shlex.quote(path)}")
+
+
+def _q(*parts: str) -> str:
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def check_platform(c: Connection) -> StepResult:
@@ -92,12 +139,64 @@ def check_platform(c: Connection) -> StepResult:
     return StepResult("platform", False, f"{os_id} {arch}")
 
 
-def make_layout(c: Connection, root: str) -> StepResult:
-    dirs = [f"{root}/{d}" for d in ("slots/a", "slots/b", "etc", "data", "log", "identity", "incoming")]
+def required_packages(opts: BootstrapOptions) -> list[str]:
+    return ["python3", "python3-venv", "python3-pip", "openssl",
+            *(["supervisor"] if opts.service == "supervisor" else [])]
+
+
+def packages(c: Connection, opts: BootstrapOptions) -> StepResult:
+    wanted = required_packages(opts)
+    missing = [p for p in wanted
+               if not _ok(c, f"dpkg-query -W -f='${{Status}}' {shlex.quote(p)} 2>/dev/null | grep -q 'ok installed'")]
+    if not missing:
+        return StepResult("packages", False, f"present: {' '.join(wanted)}")
+    if not opts.apt:
+        raise RuntimeError(f"packages missing and apt disabled: {' '.join(missing)}")
+    _run(c, "DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+            "apt-get install -y -q --no-install-recommends " + _q(*missing))
+    return StepResult("packages", True, f"installed {' '.join(missing)}")
+
+
+def verify_bundle_locally(opts: BootstrapOptions) -> VerifiedBundle:
+    """Signature and every hash, here, before anything reaches the box."""
+    from images.bundle import verify_bundle
+    from images.signing import load_public_key
+
+    return verify_bundle(opts.bundle, load_public_key(opts.bundle_public_key, "bundle public key"))
+
+
+def check_bundle_fits(c: Connection, opts: BootstrapOptions, manifest: Manifest) -> StepResult:
+    probe = ("import sys, sysconfig; print(sysconfig.get_platform().replace('-', '_').replace('.', '_'), "
+             "f'cp{sys.version_info[0]}{sys.version_info[1]}')")
+    platform, python = _run(c, f"{shlex.quote(opts.python)} -c {shlex.quote(probe)}").split()
+    if (manifest.platform, manifest.python) != (platform, python):
+        raise RuntimeError(f"bundle {manifest.version} is for {manifest.platform} {manifest.python}, "
+                           f"this box is {platform} {python} ({opts.python})")
+    return StepResult("bundle-fits", False, f"{manifest.version} for {platform} {python}")
+
+
+def service_user(c: Connection, opts: BootstrapOptions) -> StepResult:
+    user = opts.service_user
+    if _ok(c, f"id -u {shlex.quote(user)}"):
+        return StepResult("service-user", False, f"{user} exists")
+    _run(c, "useradd --system --no-create-home --shell /usr/sbin/nologin --home-dir "
+            + _q(opts.root, user))
+    return StepResult("service-user", True, f"created system user {user}")
+
+
+def make_layout(c: Connection, root: str, user: str = "") -> StepResult:
+    dirs = [f"{root}/{d}" for d in ("slots/a", "slots/b", "etc", "data", "log", "identity", "incoming", "run")]
     missing = [d for d in dirs if not _exists(c, d)]
     if missing:
-        _run(c, "mkdir -p " + " ".join(shlex.quote(d) for d in missing) + f" && chmod 700 {shlex.quote(root)}/identity")
-    return StepResult("layout", bool(missing), f"created {len(missing)} directories" if missing else "present")
+        _run(c, "mkdir -p " + _q(*missing) + f" && chmod 700 {shlex.quote(root)}/identity")
+    owned = [f"{root}/{d}" for d in ("data", "log", "identity")]
+    chowned = False
+    if user and _run(c, "stat -c %U " + _q(*owned)).split() != [user] * len(owned):
+        _run(c, f"chown -R {shlex.quote(user)}: " + _q(*owned))
+        chowned = True
+    what = [f"created {len(missing)} directories"] if missing else []
+    what += [f"data, log, identity owned by {user}"] if chowned else []
+    return StepResult("layout", bool(what), ", ".join(what) or "present")
 
 
 def upload_bundle(c: Connection, bundle: Path, root: str) -> StepResult:
@@ -112,11 +211,12 @@ def upload_bundle(c: Connection, bundle: Path, root: str) -> StepResult:
     return StepResult("bundle", True, f"uploaded {bundle.name} (sha256 {digest[:12]})")
 
 
-def identity_key(c: Connection, root: str) -> tuple[StepResult, str]:
+def identity_key(c: Connection, root: str, user: str = "") -> tuple[StepResult, str]:
     key = f"{root}/identity/device.key"
     changed = False
     if not _exists(c, key):
-        _run(c, f"umask 077 && openssl genpkey -algorithm ed25519 -out {shlex.quote(key)}")
+        _run(c, f"umask 077 && openssl genpkey -algorithm ed25519 -out {shlex.quote(key)}"
+             + (f" && chown {shlex.quote(user)}: {shlex.quote(key)}" if user else ""))
         changed = True
     public = _run(c, f"openssl pkey -in {shlex.quote(key)} -pubout")
     return StepResult("identity", changed, "generated on the box" if changed else "present"), public
@@ -130,28 +230,38 @@ def _read(c: Connection, path: str) -> bytes | None:
     return buf.getvalue()
 
 
-def _write_if_changed(c: Connection, path: str, body: bytes, name: str, mode: str = "644") -> StepResult:
+def _write_if_changed(c: Connection, path: str, body: bytes, name: str, mode: str = "644",
+                      owner: str = "") -> StepResult:
     if _read(c, path) == body:
         return StepResult(name, False, "up to date")
     c.put(BytesIO(body), path)
-    _run(c, f"chmod {mode} {shlex.quote(path)}")
+    _run(c, f"chmod {mode} {shlex.quote(path)}" + (f" && chown {shlex.quote(owner)}: {shlex.quote(path)}"
+                                                    if owner else ""))
     return StepResult(name, True, f"wrote {path}")
 
 
 def post_enroll(fleet_url: str, token: str, public_key: str, timeout_s: float = 30.0) -> dict[str, Any]:
     """``POST {fleet}/api/v1/enroll``; RuntimeError with the fleet's answer on refusal."""
-    request = urllib.request.Request(
-        f"{fleet_url.rstrip('/')}/api/v1/enroll", method="POST",
-        data=json.dumps({"token": token, "public_key": public_key}).encode(),
-        headers={"Content-Type": "application/json"})
+    return fleet_request(fleet_url, "/api/v1/enroll", {"token": token, "public_key": public_key},
+                         what="enrollment", timeout_s=timeout_s)
+
+
+def fleet_request(fleet_url: str, path: str, body: dict[str, Any], *, what: str, bearer: str = "",
+                  timeout_s: float = 30.0) -> dict[str, Any]:
+    """POST JSON to the fleet; RuntimeError naming ``what`` and the fleet's answer on refusal."""
+    headers = {"Content-Type": "application/json"}
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    request = urllib.request.Request(f"{fleet_url.rstrip('/')}{path}", method="POST",
+                                     data=json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as resp:
             return dict(json.loads(resp.read()))
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(f"enrollment refused by {fleet_url}: {exc.code} {exc.read().decode(errors='replace')}") \
+        raise RuntimeError(f"{what} refused by {fleet_url}: {exc.code} {exc.read().decode(errors='replace')}") \
             from None
     except (OSError, urllib.error.URLError) as exc:
-        raise RuntimeError(f"enrollment: cannot reach {fleet_url}: {exc}") from None
+        raise RuntimeError(f"{what}: cannot reach {fleet_url}: {exc}") from None
 
 
 def enroll(c: Connection, opts: BootstrapOptions,
@@ -184,14 +294,27 @@ def write_enrollment_record(c: Connection, opts: BootstrapOptions, record: dict[
     c.put(BytesIO(json.dumps(record, indent=1, sort_keys=True).encode()), f"{opts.root}/etc/enrollment.json")
 
 
+def supervisor_socket(opts: BootstrapOptions) -> str:
+    return f"{opts.root}/run/supervisor.sock"
+
+
+def updater_settings(opts: BootstrapOptions) -> dict[str, Any]:
+    """What the box's installer and update agent run with (``ROOT/etc/updater.yaml``)."""
+    base: dict[str, Any] = {"service": opts.service, "python": opts.python}
+    if opts.service == "supervisor":
+        base["supervisor_socket"] = supervisor_socket(opts)
+    if opts.deps_site_packages:
+        base["host_site_packages"] = opts.deps_site_packages
+    return {**base, **opts.updater}
+
+
 def updater_config(c: Connection, opts: BootstrapOptions) -> list[StepResult]:
-    """``etc/bundle.pub`` and ``etc/updater.yaml`` for the update agent, when given."""
+    """``etc/bundle.pub`` (when given) and ``etc/updater.yaml`` for the installer and agent."""
     steps = []
     if opts.bundle_public_key:
         steps.append(_write_if_changed(c, f"{opts.root}/etc/bundle.pub", opts.bundle_public_key, "bundle-key"))
-    if opts.updater:
-        body = yaml.safe_dump(opts.updater, sort_keys=True).encode()
-        steps.append(_write_if_changed(c, f"{opts.root}/etc/updater.yaml", body, "updater"))
+    body = yaml.safe_dump(updater_settings(opts), sort_keys=True).encode()
+    steps.append(_write_if_changed(c, f"{opts.root}/etc/updater.yaml", body, "updater"))
     return steps
 
 
@@ -200,23 +323,145 @@ def site_config(c: Connection, opts: BootstrapOptions, telemetry: dict[str, Any]
     if telemetry:
         doc["telemetry"] = telemetry
     body = yaml.safe_dump(doc, sort_keys=True).encode()
-    return _write_if_changed(c, f"{opts.root}/etc/site.yaml", body, "site-config", "600" if telemetry else "644")
+    return _write_if_changed(c, f"{opts.root}/etc/site.yaml", body, "site-config", "600", opts.service_user)
+
+
+def service(c: Connection, opts: BootstrapOptions) -> StepResult:
+    """The edge's service definition, enabled (started by the install step)."""
+    from images.service import EDGE_SERVICE, supervisor_program, supervisord_conf, systemd_unit
+
+    root = Path(opts.root)
+    if opts.service == "systemd":
+        unit = f"/etc/systemd/system/{EDGE_SERVICE}.service"
+        step = _write_if_changed(c, unit, systemd_unit(root, user=opts.service_user).encode(), "service")
+        if step.changed:
+            _run(c, "systemctl daemon-reload")
+        if not _ok(c, f"systemctl is-enabled --quiet {EDGE_SERVICE}"):
+            _run(c, f"systemctl enable {EDGE_SERVICE}")
+            return StepResult("service", True, f"{unit} enabled")
+        return step
+    conf_path = f"{opts.root}/etc/supervisord.conf"
+    conf = supervisord_conf(root / "run", supervisor_program(root, user=opts.service_user), daemon=True)
+    step = _write_if_changed(c, conf_path, conf.encode(), "service", "600")
+    pid_file = f"{opts.root}/run/supervisord.pid"
+    running = _ok(c, f"test -S {shlex.quote(supervisor_socket(opts))} && kill -0 \"$(cat {shlex.quote(pid_file)})\"")
+    if not running:
+        _run(c, f"supervisord -c {shlex.quote(conf_path)} </dev/null >/dev/null 2>&1")
+        return StepResult("service", True, f"supervisord started ({conf_path})")
+    if step.changed:
+        _run(c, f"supervisorctl -c {shlex.quote(conf_path)} update")
+        return StepResult("service", True, f"supervisord reloaded {conf_path}")
+    return StepResult("service", False, "supervisord running, definition up to date")
+
+
+def _box_state(c: Connection, root: str) -> tuple[str | None, dict[str, Any]]:
+    current = _run(c, f"readlink {shlex.quote(root)}/current || true").strip()
+    raw = _read(c, f"{root}/state.json")
+    return (current.rsplit("/", 1)[-1] or None), (json.loads(raw) if raw else {})
+
+
+def install(c: Connection, opts: BootstrapOptions, manifest_sha256: str) -> StepResult:
+    """Slot A from the bundle, through the box's own installer; nothing when a good slot
+    runs this very release (same manifest) already."""
+    slot, state = _box_state(c, opts.root)
+    record = (state.get("slots") or {}).get(slot or "", {})
+    if record.get("status") == "good" and record.get("manifest_sha256") == manifest_sha256:
+        return StepResult("install", False, f"{record.get('version')} installed and good in slot {slot}")
+    root, bundle = opts.root, f"{opts.root}/incoming/{opts.bundle.name}"
+    venv, wheels = f"{root}/{INSTALLER_DIR}/venv", f"{root}/{INSTALLER_DIR}/wheels"
+    extract = ("import os, sys, tarfile\n"
+               "with tarfile.open(sys.argv[1]) as t:\n"
+               "    for m in t.getmembers():\n"
+               "        if m.isfile() and m.name.startswith('wheels/') and m.name.endswith('.whl'):\n"
+               "            with open(os.path.join(sys.argv[2], os.path.basename(m.name)), 'wb') as f:\n"
+               "                f.write(t.extractfile(m).read())\n")
+    pip = f"{venv}/bin/python -m pip install -q --no-index --disable-pip-version-check --find-links {wheels}"
+    steps = [f"rm -rf {root}/{INSTALLER_DIR}", f"mkdir -p {wheels}",
+             f"{shlex.quote(opts.python)} -c {shlex.quote(extract)} {_q(bundle, wheels)}",
+             f"{shlex.quote(opts.python)} -m venv {venv}"]
+    if opts.deps_site_packages:
+        steps += [f"{pip} --no-deps branchline",  # then the dependencies: after pip, which would see them
+                  f"echo {shlex.quote(opts.deps_site_packages)} > "
+                  f"$(echo {venv}/lib/python3*/site-packages)/_branchline_deps.pth"]
+    else:
+        steps += [f"{pip} branchline"]
+    _run(c, " && ".join(steps))
+    out = c.run(f"{venv}/bin/branchline image install {_q(bundle)} --root {shlex.quote(root)}",
+                hide=True, warn=True, in_stream=False)
+    try:
+        result = json.loads(out.stdout)
+    except ValueError:
+        raise RuntimeError(f"install: the box's installer failed: {out.stderr.strip()[-1500:]}") from None
+    if result.get("outcome") != "committed":
+        raise RuntimeError(f"install: {result.get('outcome')} at {result.get('check') or '-'}: {result.get('reason')}")
+    _run(c, f"rm -rf {root}/{INSTALLER_DIR}")
+    healthy_s = (result.get("timings") or {}).get("healthy_s", 0.0)
+    return StepResult("install", True, f"{result['version']} committed in slot {result['slot']} "
+                                      f"(healthy {healthy_s:.1f} s after the start)")
+
+
+def apply_config(c: Connection, opts: BootstrapOptions) -> StepResult:
+    """A changed site config on a box whose release is installed already: into the
+    running slot, restart, health check (``branchline image apply-config``)."""
+    out = c.run(f"{opts.root}/current/venv/bin/branchline image apply-config --root {shlex.quote(opts.root)}",
+                hide=True, warn=True, in_stream=False)
+    try:
+        result = json.loads(out.stdout)
+    except ValueError:
+        raise RuntimeError(f"apply-config failed: {out.stderr.strip()[-1500:]}") from None
+    if not result.get("ok"):
+        raise RuntimeError(f"the edge is not healthy with the new site config: {result.get('detail')}")
+    return StepResult("apply-config", result.get("detail") != "unchanged", str(result.get("detail")))
+
+
+def health(c: Connection, root: str) -> StepResult:
+    """The application's own health check, once (``branchline image health``)."""
+    out = c.run(f"{root}/current/venv/bin/branchline image health --root {shlex.quote(root)}",
+                hide=True, warn=True, in_stream=False)
+    try:
+        result = json.loads(out.stdout)
+    except ValueError:
+        raise RuntimeError(f"health check could not run: {out.stderr.strip()[-1500:]}") from None
+    checks = result.get("checks", [])
+    if not result.get("ok"):
+        raise RuntimeError("unhealthy: " + "; ".join(f"{k['name']}: {k['detail']}" for k in checks if not k["ok"]))
+    return StepResult("health", False, "passed: " + ", ".join(k["name"] for k in checks))
 
 
 def bootstrap(c: Connection, opts: BootstrapOptions) -> HostReport:
     report = HostReport(c.host if c.port == 22 else f"{c.host}:{c.port}")
+    user = opts.service_user
     try:
+        manifest_sha = ""
+        manifest: Manifest | None = None
+        if opts.install:
+            if not opts.bundle_public_key:
+                raise RuntimeError("installing needs the bundle's public key (--bundle-pubkey)")
+            verified = verify_bundle_locally(opts)
+            manifest, manifest_sha = verified.manifest, verified.manifest_sha256
         report.steps.append(check_platform(c))
-        report.steps.append(make_layout(c, opts.root))
+        report.steps.append(packages(c, opts))
+        if manifest is not None:
+            report.steps.append(check_bundle_fits(c, opts, manifest))
+        report.steps.append(service_user(c, opts))
+        report.steps.append(make_layout(c, opts.root, user))
         report.steps.append(upload_bundle(c, opts.bundle, opts.root))
-        step, report.public_key = identity_key(c, opts.root)
+        step, report.public_key = identity_key(c, opts.root, user)
         report.steps.append(step)
         step, telemetry, record = enroll(c, opts, report.public_key)
         report.steps.append(step)
         report.steps += updater_config(c, opts)
-        report.steps.append(site_config(c, opts, telemetry))
+        config_step = site_config(c, opts, telemetry)
+        report.steps.append(config_step)
         if record is not None:
             write_enrollment_record(c, opts, record)
+        if opts.install:
+            report.steps.append(service(c, opts))
+            step = install(c, opts, manifest_sha)
+            report.steps.append(step)
+            if config_step.changed and not step.changed:
+                report.steps.append(apply_config(c, opts))
+            report.steps.append(health(c, opts.root))
     except Exception as exc:  # one host's failure is reported, the others go on
         report.ok, report.error = False, f"{type(exc).__name__}: {exc}"
     finally:

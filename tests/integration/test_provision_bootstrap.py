@@ -1,18 +1,27 @@
 """Bootstrap two boxes over real SSH (Debian openssh-server) with Fabric, in parallel,
 then again: the second run changes nothing and says so.
 
-The two "hosts" are two sshd processes on two loopback ports (not network namespaces),
-each in its own mount namespace: a private tmpfs on /run (sshd's privilege-separation
-dir, so the machine's /run is untouched) and its own directory bound on /srv, so the
-boxes have separate file systems and each is provisioned at /srv/branchline.
+The two "hosts" are two sshd processes on two loopback ports (not network namespaces:
+both share the machine's loopback), each in its own mount namespace: a private tmpfs
+on /run (sshd's privilege-separation dir, so the machine's /run is untouched), an
+overlay on /etc (the service user bootstrap creates lands in the box's own copy, not
+in the machine's /etc/passwd) and its own directory bound on /srv, so the boxes have
+separate file systems and each is provisioned at /srv/branchline. Whatever a box
+starts (its supervisord, the edge under it) is stopped by pid when the test ends.
+
+This test lays boxes out without installing (``install=False``); the whole path --
+slot A installed, service started, healthy, enrolled and reporting -- is
+test_provision_enroll.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,8 +63,11 @@ StrictModes no
 PidFile none
 Subsystem sftp internal-sftp
 """)
+        (workdir / "etc-upper").mkdir()
+        (workdir / "etc-work").mkdir()
         script = (f"mount -t tmpfs none /run && mkdir /run/sshd && mount --bind {self.srv} /srv && "
-                  f"exec {SSHD} -D -e -f {config}")
+                  f"mount -t overlay overlay -o lowerdir=/etc,upperdir={workdir}/etc-upper,"
+                  f"workdir={workdir}/etc-work /etc && exec {SSHD} -D -e -f {config}")
         self.log = open(workdir / "sshd.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -67,6 +79,12 @@ Subsystem sftp internal-sftp
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 
     def stop(self) -> None:
+        pid_file = self.srv / "branchline" / "run" / "supervisord.pid"
+        if pid_file.exists():  # the box's supervisord (and the edge it runs) stops by its own pid
+            pid = int(pid_file.read_text())
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            wait_for(lambda: not Path(f"/proc/{pid}").exists(), 30, what=f"supervisord {pid} to exit")
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=10)
@@ -100,13 +118,15 @@ def test_bootstrap_two_hosts_in_parallel_then_no_changes(tmp_path: Path, hosts: 
     def opts(name: str) -> BootstrapOptions:
         site = f"branch-{by_name[name].port}"
         return BootstrapOptions(site=site, fleet_url="http://127.0.0.1:1", bundle=bundle, root="/srv/branchline",
-                                site_config={"api": {"socket": "var/edge.sock"}})
+                                site_config={"api": {"socket": "var/edge.sock"}}, install=False,
+                                service_user="blsvc")
 
     first = bootstrap_many(connect, list(by_name), opts)
     for report in first:
         assert report.ok, "\n".join(report.lines())
         assert report.changed
-        assert {s.name for s in report.steps if s.changed} == {"layout", "bundle", "identity", "site-config"}
+        assert {s.name for s in report.steps if s.changed} == {
+            "service-user", "layout", "bundle", "identity", "updater", "site-config"}
         assert report.public_key.startswith("-----BEGIN PUBLIC KEY-----")
         assert "PRIVATE" not in report.public_key
     for h in boxes:  # each box got its own tree, private key included, and nothing leaked
@@ -114,8 +134,14 @@ def test_bootstrap_two_hosts_in_parallel_then_no_changes(tmp_path: Path, hosts: 
         assert (root / "incoming" / bundle.name).read_bytes() == bundle.read_bytes()
         assert (root / "identity" / "device.key").read_text().startswith("-----BEGIN PRIVATE KEY-----")
         assert f"branch-{h.port}" in (root / "etc" / "site.yaml").read_text()
+        # the service user exists in the box's /etc only, and owns the box's data
+        assert "blsvc:" in (h.dir / "etc-upper" / "passwd").read_text()
+        uid = int((h.dir / "etc-upper" / "passwd").read_text().split("blsvc:")[1].split(":")[1])
+        assert (root / "data").stat().st_uid == uid and (root / "identity" / "device.key").stat().st_uid == uid
+        assert stat.S_IMODE((root / "identity" / "device.key").stat().st_mode) == 0o600
     assert first[0].public_key != first[1].public_key
     assert not Path("/srv/branchline").exists()  # the machine's own /srv is untouched
+    assert "blsvc:" not in Path("/etc/passwd").read_text()  # nor its /etc
 
     second = bootstrap_many(connect, list(by_name), opts)
     for before, after in zip(first, second, strict=True):

@@ -1,123 +1,155 @@
-"""Bootstrap two sshd hosts in parallel from nothing to "enrolled and reporting to the
-fleet", then again: no changes.
+"""Bootstrap two sshd hosts in parallel from nothing to "installed, enrolled and
+reporting to the fleet", then again: no changes.
 
 The hosts are the ones of test_provision_bootstrap.py (two sshd processes on loopback
-ports, each in its own mount namespace). The fleet is the real NOC API (uvicorn) next to
-a real mosquitto. An admin issues one enrollment token per site through the API;
-``bootstrap`` lays out each box, generates its identity key on the box, enrolls it
-with the fleet (its public key, the token) and writes the ``telemetry:`` section.
-"Reporting" is then shown for real: the edge daemon started with each box's own
-provisioned site config connects to the broker and publishes its retained ``state``
-online for its site (the edge runs from the test's venv, not from an installed slot:
-installing the bundle into slot A over SSH is not part of bootstrap yet).
+ports, each in its own mount namespace with its own /etc and /srv). The fleet is the
+real NOC API (uvicorn) next to a real mosquitto. An admin issues one enrollment token
+per site through the API; ``bootstrap`` verifies the signed bundle, creates the service
+user, lays out each box, generates its identity key on the box, enrolls it with the
+fleet (its public key, the token), writes the site config, starts the box's own
+supervisord, installs the bundle into slot A with the box's own installer (which
+starts the edge and commits only when its health check passes) and runs the health
+check again. "Reporting" is then shown for real: each box's edge -- running from slot
+A as the service user under the box's supervisord -- publishes its retained ``state``
+online for its site.
+
+The bundle holds the project wheel only; its dependencies come from the test's
+site-packages (``deps_site_packages``), which keeps the two installs to seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import json
+import os
+import shutil
 import stat
 from pathlib import Path
+from site import getsitepackages
 from typing import Any
 
+import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fabric import Connection
 
 from edge_core.telemetry import protocol as p
 from fleet.mqtt import MqttConnection
+from images.build import make_bundle
+from images.service import EDGE_SERVICE
+from images.signing import public_pem
 from provisioning.tasks import BootstrapOptions, bootstrap_many
 from tests.brokers import Mosquitto
+from tests.integration.test_image_install import project_wheel  # noqa: F401 (session fixture)
 from tests.integration.test_provision_bootstrap import SshHost, hosts, pytestmark  # noqa: F401 (fixture, marks)
 from tests.integration.test_rollout_update import fleet_api
-from tests.sipp import EdgeProcess, default_edge_config
+from tests.sipp import default_edge_config
+
+pytestmark = [*pytestmark, pytest.mark.skipif(shutil.which("supervisord") is None,
+                                              reason="supervisord missing (Debian package supervisor)")]
 
 
-async def test_two_hosts_enrolled_and_reporting_then_no_changes(
-        tmp_path: Path, hosts: tuple[list[SshHost], Path]) -> None:  # noqa: F811
+async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
+        tmp_path: Path, hosts: tuple[list[SshHost], Path], project_wheel: Path) -> None:  # noqa: F811
     boxes, key = hosts
+    signing_key = Ed25519PrivateKey.generate()
     bundle = tmp_path / "branchline-1.0.0.bundle"
-    bundle.write_bytes(b"bundle" * 1000)
+    make_bundle(bundle, version="1.0.0", key=signing_key, wheels=[project_wheel], files_dir=None,
+                build_time=1_700_000_000)
     by_name = {f"127.0.0.1:{h.port}": h for h in boxes}
     site_of = {name: f"branch-{h.port}" for name, h in by_name.items()}
-    edges: list[EdgeProcess] = []
-    try:
-        with Mosquitto(tmp_path / "mq") as broker:
-            async with fleet_api(tmp_path, broker.url) as api:
-                tokens: dict[str, str] = {}
-                for name, site in site_of.items():
-                    r = await api.post("/api/v1/enroll-tokens", json={"site": site, "expires_in_s": 600})
-                    assert r.status_code == 201, r.text
-                    tokens[name] = r.json()["token"]
-                configs = {name: _edge_config() for name in by_name}
+    with Mosquitto(tmp_path / "mq") as broker:
+        async with fleet_api(tmp_path, broker.url) as api:
+            tokens: dict[str, str] = {}
+            for name, site in site_of.items():
+                r = await api.post("/api/v1/enroll-tokens", json={"site": site, "expires_in_s": 600})
+                assert r.status_code == 201, r.text
+                tokens[name] = r.json()["token"]
+            configs = {name: _edge_config() for name in by_name}
 
-                def connect(name: str) -> Connection:
-                    return Connection("127.0.0.1", port=by_name[name].port, user="root", connect_kwargs={
-                        "key_filename": str(key), "look_for_keys": False, "allow_agent": False})
+            def connect(name: str) -> Connection:
+                return Connection("127.0.0.1", port=by_name[name].port, user="root", connect_kwargs={
+                    "key_filename": str(key), "look_for_keys": False, "allow_agent": False})
 
-                def opts(name: str) -> BootstrapOptions:
-                    return BootstrapOptions(site=site_of[name], fleet_url=str(api.base_url), bundle=bundle,
-                                            root="/srv/branchline", site_config=configs[name],
-                                            enroll_token=tokens[name], bundle_public_key=b"-----BEGIN PUBLIC KEY-----\n",
-                                            updater={"service": "systemd"})
+            def opts(name: str) -> BootstrapOptions:
+                return BootstrapOptions(site=site_of[name], fleet_url=str(api.base_url), bundle=bundle,
+                                        root="/srv/branchline", site_config=configs[name],
+                                        enroll_token=tokens[name],
+                                        bundle_public_key=public_pem(signing_key.public_key()),
+                                        service="supervisor", service_user="branchline",
+                                        deps_site_packages=getsitepackages()[0],
+                                        updater={"health": {"window_s": 60, "poll_s": 0.2}})
 
-                first = await asyncio.to_thread(bootstrap_many, connect, list(by_name), opts)
-                for report in first:
-                    assert report.ok, "\n".join(report.lines())
-                    assert {"layout", "bundle", "identity", "enroll", "site-config"} <= \
-                        {s.name for s in report.steps if s.changed}, "\n".join(report.lines())
+            first = await asyncio.to_thread(bootstrap_many, connect, list(by_name), opts)
+            for report in first:
+                assert report.ok, "\n".join(report.lines())
+                assert {"service-user", "layout", "bundle", "identity", "enroll", "site-config", "service",
+                        "install"} <= {s.name for s in report.steps if s.changed}, "\n".join(report.lines())
+                assert any(s.name == "health" and s.detail.startswith("passed") for s in report.steps)
 
-                # the fleet knows both boxes by their public keys
-                devices = {d["site_id"]: d for d in (await api.get("/api/v1/devices")).json()}
-                assert set(devices) == set(site_of.values())
-                signing = api.app_state.ctx.configs.signing_key  # type: ignore[attr-defined]
-                fleet_key = base64.b64encode(signing.public_key().public_bytes(
-                    serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
-                for name, report in zip(by_name, first, strict=True):
-                    root = by_name[name].srv / "branchline"
-                    site_yaml = root / "etc" / "site.yaml"
-                    telemetry = yaml.safe_load(site_yaml.read_text())["telemetry"]
-                    assert telemetry["site_id"] == site_of[name] and telemetry["enabled"] is True
-                    assert telemetry["broker_url"] == broker.url and telemetry["fleet_public_key"] == fleet_key
-                    assert telemetry["password"] and stat.S_IMODE(site_yaml.stat().st_mode) == 0o600
-                    assert (root / "etc" / "updater.yaml").exists() and (root / "etc" / "bundle.pub").exists()
-                    assert "PRIVATE" not in report.public_key
-                # a used token does not work twice
-                r = await api.post("/api/v1/enroll", json={"token": tokens[next(iter(by_name))],
-                                                           "public_key": first[0].public_key})
-                assert r.status_code == 401 and "used already" in r.json()["error"]
+            # the fleet knows both boxes by their public keys
+            devices = {d["site_id"]: d for d in (await api.get("/api/v1/devices")).json()}
+            assert set(devices) == set(site_of.values())
+            signing = api.app_state.ctx.configs.signing_key  # type: ignore[attr-defined]
+            fleet_key = base64.b64encode(signing.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
+            for name, report in zip(by_name, first, strict=True):
+                root = by_name[name].srv / "branchline"
+                site_yaml = root / "etc" / "site.yaml"
+                telemetry = yaml.safe_load(site_yaml.read_text())["telemetry"]
+                assert telemetry["site_id"] == site_of[name] and telemetry["enabled"] is True
+                assert telemetry["broker_url"] == broker.url and telemetry["fleet_public_key"] == fleet_key
+                assert telemetry["password"] and stat.S_IMODE(site_yaml.stat().st_mode) == 0o600
+                assert (root / "etc" / "updater.yaml").exists() and (root / "etc" / "bundle.pub").exists()
+                assert "PRIVATE" not in report.public_key
+                # slot A holds the release, committed by the box's own installer
+                state = json.loads((root / "state.json").read_text())
+                assert os.readlink(root / "current") == "slots/a"
+                assert state["slots"]["a"]["version"] == "1.0.0" and state["slots"]["a"]["status"] == "good"
+                assert not (root / "incoming" / "installer").exists()
+                slot_config = root / "slots" / "a" / "etc" / "site.yaml"
+                assert stat.S_IMODE(slot_config.stat().st_mode) == 0o600  # it holds the MQTT password
+                # the edge runs from slot A under the box's supervisord, as the service user
+                pid = _edge_pid(connect(name))
+                exe = os.readlink(f"/proc/{pid}/exe")
+                assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1].startswith(
+                    b"/srv/branchline/current/venv/bin/branchline"), exe
+                uid = int(next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                               if line.startswith("Uid:")).split()[1])
+                assert uid != 0 and (root / "data").stat().st_uid == uid
+            # a used token does not work twice
+            r = await api.post("/api/v1/enroll", json={"token": tokens[next(iter(by_name))],
+                                                       "public_key": first[0].public_key})
+            assert r.status_code == 401 and "used already" in r.json()["error"]
 
-                # reporting: each box's provisioned config brings its edge online at the broker
-                async with MqttConnection(broker.url, "enroll-test-watch") as watch:
-                    await watch.subscribe([(f"{p.PREFIX}/+/state", 1)])
-                    for h in by_name.values():
-                        config = yaml.safe_load((h.srv / "branchline" / "etc" / "site.yaml").read_text())
-                        edge = EdgeProcess(tmp_path / f"edge-{h.port}", config)
-                        edges.append(edge)
-                        await edge.start_async()
-                    online: set[str] = set()
-                    while online != set(site_of.values()):
-                        msg = await asyncio.wait_for(watch.messages.get(), 30)
-                        site, _ = p.parse_topic(msg.topic)
-                        if p.State.from_bytes(bytes(msg.payload)).status == "online":
-                            online.add(site)
-                for edge in edges:
-                    edge.stop()
-                edges.clear()
+            # reporting: each box's edge is online at the broker for its own site
+            async with MqttConnection(broker.url, "enroll-test-watch") as watch:
+                await watch.subscribe([(f"{p.PREFIX}/+/state", 1)])
+                online: set[str] = set()
+                while online != set(site_of.values()):
+                    msg = await asyncio.wait_for(watch.messages.get(), 30)
+                    site_id, _ = p.parse_topic(msg.topic)
+                    if p.State.from_bytes(bytes(msg.payload)).status == "online":
+                        online.add(site_id)
 
-                # again: nothing changes, nothing is enrolled twice
-                second = await asyncio.to_thread(bootstrap_many, connect, list(by_name), opts)
-                for before, after in zip(first, second, strict=True):
-                    assert after.ok and not after.changed, "\n".join(after.lines())
-                    assert after.public_key == before.public_key
-                    assert any(s.name == "enroll" and "already" in s.detail for s in after.steps)
-                again = {d["site_id"]: d["enrolled_at"] for d in (await api.get("/api/v1/devices")).json()}
-                assert again == {s: d["enrolled_at"] for s, d in devices.items()}
-    finally:
-        for edge in edges:  # (only when an assertion above failed first)
-            if edge.running():
-                edge.kill()
+            # again: nothing changes, nothing is enrolled twice
+            second = await asyncio.to_thread(bootstrap_many, connect, list(by_name), opts)
+            for before, after in zip(first, second, strict=True):
+                assert after.ok and not after.changed, "\n".join(after.lines())
+                assert after.public_key == before.public_key
+                assert any(s.name == "enroll" and "already" in s.detail for s in after.steps)
+                assert any(s.name == "install" and "good in slot a" in s.detail for s in after.steps)
+            again = {d["site_id"]: d["enrolled_at"] for d in (await api.get("/api/v1/devices")).json()}
+            assert again == {s: d["enrolled_at"] for s, d in devices.items()}
 
+
+def _edge_pid(c: Connection) -> int:
+    out = c.run(f"supervisorctl -c /srv/branchline/etc/supervisord.conf pid {EDGE_SERVICE}", hide=True,
+                in_stream=False).stdout
+    c.close()
+    return int(out.strip())
 
 
 def _edge_config() -> dict[str, Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from images.service import supervisor_program
+from images.service import supervisor_program, systemd_unit
 
 PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 
@@ -18,7 +18,15 @@ PACKAGING = Path(__file__).resolve().parents[2] / "packaging"
 def test_supervisor_program_is_generated() -> None:
     text = (PACKAGING / "supervisor" / "branchline-edge.conf").read_text()
     body = "".join(line + "\n" for line in text.splitlines() if not line.startswith(";"))
-    assert body == supervisor_program(Path("/opt/branchline"))
+    assert body == supervisor_program(Path("/opt/branchline"), user="branchline")
+
+
+def test_edge_unit_is_generated() -> None:
+    """Provisioning writes :func:`systemd_unit` for the box's root; the shipped file is
+    the same for /opt/branchline."""
+    text = (PACKAGING / "systemd" / "branchline-edge.service").read_text()
+    body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
+    assert body == systemd_unit(Path("/opt/branchline"))
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
