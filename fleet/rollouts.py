@@ -5,7 +5,13 @@ A campaign targets a set of sites and splits them into waves (default: 1 site, t
 the time and each site's result and says which sites to start next. Rules:
 
 * at most ``max_concurrent`` installs in flight; a site starts only inside its window
-  (``window_start_h``..``window_end_h`` local hours; outside business hours by default);
+  (``window_start_h``..``window_end_h``; outside business hours by default) read in the
+  **site's own time zone**: "outside business hours" is local to each branch. The caller
+  passes the zones in (``start_next(now, zones)``, ``{site: zone name}`` from each site's
+  desired config, ``site.timezone``); the campaign's ``timezone`` is the fallback for a
+  site without one, or with a name this host's tz database does not know. A site of the
+  current wave that waits for its window says so in its ``reason`` ("waiting for window
+  (20:00 local, Europe/Paris)");
 * a wave is done when every site in it has a result; the campaign advances when the
   wave's success rate is at least ``success_threshold``;
 * it **halts** as soon as a wave's failure rate (failed / wave size) passes
@@ -25,10 +31,11 @@ import asyncio
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import JSON, Column, Float, Integer, MetaData, String, Table, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -55,6 +62,7 @@ class CampaignSpec:
     window_end_h: int = 6
     """Installs start only between these local hours (wrapping midnight); equal = always."""
     timezone: str = "UTC"
+    """The fallback zone of the window, for a site whose own zone is not known (see :func:`site_zone`)."""
     bundle_sha256: str = ""
     """SHA-256 of the bundle file: the box checks its download against it."""
     bundle_size: int = 0
@@ -77,8 +85,33 @@ def plan_waves(sites: list[str], waves: tuple[float, ...]) -> list[list[str]]:
     return out
 
 
+def zone(name: object) -> ZoneInfo | None:
+    """The time zone called ``name``; None for no name, or one this host does not know
+    (a typo, a name from a newer tz database, not a string at all)."""
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def site_zone(spec: CampaignSpec, name: object) -> tuple[tzinfo, str]:
+    """The zone a site's window is read in, and how to say which: the site's own zone
+    ``name`` if known, else the campaign's ``timezone`` (UTC if that is unknown too)."""
+    own = zone(name)
+    if own is not None:
+        return own, str(name)
+    fallback = zone(spec.timezone)
+    label = f"campaign zone {spec.timezone}" if fallback is not None else "UTC"
+    if name is not None and name != "":
+        label += f"; site zone {name!r} unknown"
+    return (fallback or UTC), label
+
+
 def in_window(spec: CampaignSpec, now: float, tz: tzinfo | None = None) -> bool:
-    hour = datetime.fromtimestamp(now, tz or ZoneInfo(spec.timezone)).hour
+    """Whether ``now`` is inside the window in ``tz`` (default: the campaign's zone)."""
+    hour = datetime.fromtimestamp(now, tz or site_zone(spec, None)[0]).hour
     start, end = spec.window_start_h, spec.window_end_h
     if start == end:
         return True
@@ -118,21 +151,30 @@ class Campaign:
         bad = sum(p.state in ("rolled_back", "failed") for p in members)
         return ok, bad, len(members)
 
-    def start_next(self, now: float) -> list[str]:
-        """Sites to start installing now (marked ``installing``)."""
-        if self.state != "running" or not in_window(self.spec, now):
+    def start_next(self, now: float, zones: Mapping[str, object] | None = None) -> list[str]:
+        """Sites to start installing now (marked ``installing``): those of the current
+        wave inside their window, in their own zone (``zones``: site -> zone name; a site
+        missing there uses the campaign's ``timezone``), up to ``max_concurrent`` in flight.
+        A site left waiting outside its window gets that as its ``reason``."""
+        if self.state != "running":
             return []
+        zones = zones or {}
         inflight = sum(p.state == "installing" for p in self.sites.values())
         room = self.spec.max_concurrent - inflight
         started = []
         for site in self.waves[self.wave]:
-            if room <= 0:
-                break
             progress = self.sites[site]
-            if progress.state == "waiting":
-                progress.state, progress.started_at = "installing", now
+            if progress.state != "waiting":
+                continue
+            tz, label = site_zone(self.spec, zones.get(site))
+            if not in_window(self.spec, now, tz):
+                progress.reason = f"waiting for window ({self.spec.window_start_h:02d}:00 local, {label})"
+            elif room > 0:
+                progress.state, progress.started_at, progress.reason = "installing", now, ""
                 started.append(site)
                 room -= 1
+            else:  # in its window, waiting for a free place
+                progress.reason = ""
         return started
 
     def report(self, site: str, outcome: str, reason: str, now: float, check: str = "") -> bool:
@@ -176,7 +218,7 @@ class Campaign:
         self.state, self.halt_reason = "halted", why
         for p in self.sites.values():
             if p.state == "waiting":
-                p.state = "skipped"
+                p.state, p.reason = "skipped", ""
 
     def pause(self) -> None:
         if self.state == "running":
@@ -191,7 +233,7 @@ class Campaign:
             self.state = "aborted"
             for p in self.sites.values():
                 if p.state == "waiting":
-                    p.state = "skipped"
+                    p.state, p.reason = "skipped", ""
 
     def summary(self) -> dict[str, Any]:
         counts: dict[str, int] = {}

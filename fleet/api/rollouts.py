@@ -10,6 +10,12 @@
   window; ``GET /rollouts`` and ``GET /rollouts/{id}`` show each campaign and every
   site's state with its rollback reason; ``POST /rollouts/{id}/pause|resume|abort``
   (operator). Creating and every state change is audited.
+* The window (``window_start_h``..``window_end_h``) is local to each site: it is read in
+  the site's own zone (``site.timezone`` of its desired config), so every branch updates
+  outside its own business hours. The campaign's ``timezone`` is the fallback for a site
+  without one (or with a zone this fleet does not know); it must itself be a known zone.
+  A site of the current wave that waits for its window says so in its ``reason``:
+  ``waiting for window (20:00 local, Europe/Paris)``.
 
 The router's lifespan creates the rollout tables, and starts the control loop
 (:class:`fleet.rollout_control.RolloutController`) when a broker is known:
@@ -37,13 +43,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Request
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from fleet.api import enroll
 from fleet.api.auth import Operator, Viewer
 from fleet.api.sites import store_of
 from fleet.api.tokens import audit
-from fleet.rollouts import DEFAULT_WAVES, Campaign, CampaignSpec, RolloutStore
+from fleet.rollouts import DEFAULT_WAVES, Campaign, CampaignSpec, RolloutStore, zone
 
 BUNDLES_ENV = "BRANCHLINE_FLEET_BUNDLES"
 BROKER_ENV = "BRANCHLINE_FLEET_BROKER"
@@ -195,17 +201,28 @@ class CampaignIn(BaseModel):
     max_concurrent: int = Field(default=10, ge=1, le=10_000)
     window_start_h: int = Field(default=20, ge=0, le=23)
     window_end_h: int = Field(default=6, ge=0, le=23)
-    timezone: str = Field(default="UTC", max_length=64)
+    timezone: str = Field(default="UTC", max_length=64,
+                          description="fallback zone of the window (IANA name): each site's window is read in "
+                                      "its own zone (site.timezone of its desired config); this one is used for a "
+                                      "site without one, or with a zone this fleet does not know")
     install_timeout_s: float = Field(default=1800, gt=0, le=86_400)
     bundle_base_url: str | None = Field(default=None, max_length=500,
                                         description="the fleet's URL as the boxes reach it (default: this request's)")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if zone(value) is None:
+            raise ValueError(f"unknown time zone {value!r}")
+        return value
 
 
 class SiteStateOut(BaseModel):
     site_id: str
     wave: int
     state: str
-    reason: str
+    reason: str = Field(description="why the site is where it is: the rollback or failure reason, or, for a "
+                                    "waiting site of the current wave, 'waiting for window (HH:00 local, <zone>)'")
     check: str
     started_at: float | None
     done_at: float | None
