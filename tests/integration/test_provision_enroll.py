@@ -25,6 +25,7 @@ import json
 import os
 import shutil
 import stat
+import tarfile
 from pathlib import Path
 from site import getsitepackages
 from typing import Any
@@ -40,6 +41,7 @@ from fleet.mqtt import MqttConnection
 from images.build import make_bundle
 from images.service import EDGE_SERVICE
 from images.signing import public_pem
+from provisioning.maintain import REDACTED, box_status, collect_logs
 from provisioning.tasks import BootstrapOptions, bootstrap_many
 from tests.brokers import Mosquitto
 from tests.integration.test_image_install import project_wheel  # noqa: F401 (session fixture)
@@ -133,6 +135,25 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
                     site_id, _ = p.parse_topic(msg.topic)
                     if p.State.from_bytes(bytes(msg.payload)).status == "online":
                         online.add(site_id)
+
+            # provision status and collect-logs on the running boxes
+            for name, h in by_name.items():
+                status = await asyncio.to_thread(box_status, connect(name), "/srv/branchline")
+                assert status.ok and status.site == site_of[name] and status.current == "a", status.lines()
+                assert status.health["ok"] and "RUNNING" in status.service, status.lines()
+                assert status.lines()[0].endswith("1.0.0 in slot a (good), health ok")
+                support = await asyncio.to_thread(collect_logs, connect(name), "/srv/branchline",
+                                                  tmp_path / "support")
+                with tarfile.open(support) as tar:
+                    members = {m.name.split("/", 1)[1]: tar.extractfile(m).read()  # type: ignore[union-attr]
+                               for m in tar.getmembers() if m.isfile()}
+                assert {"system.txt", "service.txt", "health.json", "state.json", "etc/site.yaml",
+                        "log/edge.err.log"} <= set(members), sorted(members)
+                password = yaml.safe_load((h.srv / "branchline/etc/site.yaml").read_text())["telemetry"]["password"]
+                everything = b"".join(members.values())
+                assert password.encode() not in everything and b"pw1001" not in everything
+                assert b"PRIVATE KEY" not in everything and not any("identity" in m for m in members)
+                assert yaml.safe_load(members["etc/site.yaml"])["telemetry"]["password"] == REDACTED
 
             # again: nothing changes, nothing is enrolled twice
             second = await asyncio.to_thread(bootstrap_many, connect, list(by_name), opts)
