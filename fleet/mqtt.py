@@ -11,6 +11,9 @@ socket and calls ``loop_read`` / ``loop_write``; a task calls ``loop_misc`` ever
 One :class:`MqttConnection` is one session attempt: ``async with`` connects and waits for
 CONNACK, ``messages`` is the queue of incoming messages, ``lost`` completes when the
 connection drops. Reconnecting is the caller's outer loop (a new object each time).
+
+Credentials travel in the broker URL (``mqtt://user:password@host:port``, percent-encoded
+where needed) or as ``username``/``password``; :func:`redact_broker_url` is what goes into logs.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -39,6 +42,31 @@ def parse_broker_url(url: str) -> tuple[str, int]:
     return parsed.hostname, parsed.port or 1883
 
 
+def broker_credentials(url: str) -> tuple[str | None, str | None]:
+    """``(username, password)`` of ``mqtt://user:password@host:port``; None for absent parts."""
+    parsed = urlparse(url if "://" in url else f"mqtt://{url}")
+    user = unquote(parsed.username) if parsed.username is not None else None
+    password = unquote(parsed.password) if parsed.password is not None else None
+    return user, password
+
+
+def public_broker_url(url: str) -> str:
+    """``url`` without its credentials (what a box or a log line may see)."""
+    parsed = urlparse(url if "://" in url else f"mqtt://{url}")
+    if "@" not in parsed.netloc:
+        return url
+    return parsed._replace(netloc=parsed.netloc.rpartition("@")[2]).geturl()
+
+
+def redact_broker_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (the username stays: it helps)."""
+    user, password = broker_credentials(url)
+    if password is None:
+        return url
+    parsed = urlparse(url if "://" in url else f"mqtt://{url}")
+    return parsed._replace(netloc=f"{parsed.username}:***@{parsed.netloc.rpartition('@')[2]}").geturl()
+
+
 class MqttConnection:
     """One paho client, connected for the lifetime of the ``async with`` block."""
 
@@ -53,7 +81,10 @@ class MqttConnection:
         will: tuple[str, bytes, bool] | None = None,
         max_inflight: int = 1000,
         connect_timeout_s: float = 10.0,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
+        """``username``/``password`` default to the credentials in ``url``."""
         self.host, self.port = parse_broker_url(url)
         self.keepalive_s = keepalive_s
         self.connect_timeout_s = connect_timeout_s
@@ -65,6 +96,11 @@ class MqttConnection:
             reconnect_on_failure=False,
             manual_ack=manual_ack,
         )
+        if username is None:
+            username, url_password = broker_credentials(url)
+            password = password if password is not None else url_password
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(0)
         if will is not None:

@@ -14,7 +14,10 @@ counters to ``--stats-dir/worker-{index}.json`` about twice a second.
 
 With ``--http host:port`` the supervisor also runs the NOC API and dashboard
 (``python -m fleet.api serve``, see ``fleet/api``) as one more child, restarted like a
-worker; it pushes configs through ``--broker`` signed with ``--signing-key``.
+worker; it pushes configs through ``--broker`` signed with ``--signing-key``, and with
+the ``--mosquitto-*`` options it keeps mosquitto's password and ACL files in step with
+the enrolled boxes (``fleet.broker_auth``). Every MQTT client of the fleet connects with
+the credentials in ``--broker`` (``mqtt://user:password@host:port``), if any.
 """
 
 from __future__ import annotations
@@ -63,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cloud-url", help="also export to the cloud tier at this database URL (fleet.cloudsync)")
     parser.add_argument("--cloud-every-s", type=float, default=60.0, help="export period")
     parser.add_argument("--cloud-mask", default="keep:4", help="caller numbers leaving the fleet: keep:N, hash, drop")
+    from fleet.broker_auth import add_arguments as add_broker_auth_arguments
+
+    add_broker_auth_arguments(parser)
 
 
 @dataclass
@@ -82,13 +88,15 @@ class Supervisor:
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         a = self.args
+        from fleet.broker_auth import forward_arguments
+
         if index == SYNC_INDEX:
             return subprocess.Popen([sys.executable, "-m", "fleet.cloudsync", "--from", a.db, "--to", a.cloud_url,
                                      "--every", str(a.cloud_every_s), "--mask", a.cloud_mask])
         if index == API_INDEX:
             return subprocess.Popen([sys.executable, "-m", "fleet.api", "serve", "--no-migrate", "--db", a.db,
                                      "--http", a.http, "--tokens", a.tokens, "--broker", a.broker,
-                                     "--signing-key", a.signing_key])
+                                     "--signing-key", a.signing_key, *forward_arguments(a)])
         argv = [sys.executable, "-m", "fleet.service", "worker", "--index", str(index),
                 "--db", a.db, "--broker", a.broker, "--group", a.group,
                 "--client-prefix", a.client_prefix, "--max-batch-messages", str(a.max_batch_messages),
@@ -116,6 +124,7 @@ class Supervisor:
         tmp.replace(self.args.status_file)
 
     def run(self) -> int:
+        from fleet.mqtt import redact_broker_url
         from fleet.store import FleetStore
 
         async def migrate() -> None:
@@ -131,7 +140,8 @@ class Supervisor:
         if self.args.cloud_url:  # the cloud-tier exporter, likewise
             self.children.append(_Child(SYNC_INDEX, self._spawn(SYNC_INDEX)))
         self._write_status()
-        log.info("fleet: %d worker(s) on %s -> %s", self.args.workers, self.args.broker, self.args.db)
+        log.info("fleet: %d worker(s) on %s -> %s", self.args.workers, redact_broker_url(self.args.broker),
+                 self.args.db)
         while not self.stopping:
             changed = False
             now = time.monotonic()
@@ -169,8 +179,17 @@ class Supervisor:
 
 def run_fleet(args: argparse.Namespace) -> int:
     """The ``branchline fleet run`` entry point."""
+    from fleet.broker_auth import from_arguments
+
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        if from_arguments(args, args.broker) is not None and not args.http:
+            print("--mosquitto-* options need --http (the NOC API enrolls the boxes)", file=sys.stderr)
+            return 2
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
         return 2
     return Supervisor(args).run()
 

@@ -37,7 +37,7 @@ import paho.mqtt.client as paho
 
 from edge_core.telemetry import protocol as p
 from fleet.alarms import AlarmRules, changes_for
-from fleet.mqtt import MqttConnection, MqttError
+from fleet.mqtt import MqttConnection, MqttError, redact_broker_url
 from fleet.store import FleetStore, IngestBatch
 from fleet.store.ingest import UnstorableJson, check_site, storable, storable_record
 
@@ -123,7 +123,8 @@ class IngestWorker:
                     self.stats.connects += 1
                     self.connected.set()
                     delay = self.settings.reconnect_min_s
-                    log.info("worker %s connected to %s", self.settings.client_id, self.settings.broker_url)
+                    log.info("worker %s connected to %s", self.settings.client_id,
+                             redact_broker_url(self.settings.broker_url))
                     await self._consume(mqtt, stop)
             except (TimeoutError, MqttError, OSError) as exc:
                 self.stats.connection_failures += 1

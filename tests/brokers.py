@@ -2,7 +2,9 @@
 
 * :class:`Mosquitto` — a mosquitto process of the test's own, on a free loopback port,
   with its own config file, so a test can stop it and start it again on the same port
-  (a broker restart mid-stream). Stopped by its own pid, never by name.
+  (a broker restart mid-stream). Stopped by its own pid, never by name. With
+  ``password_file``/``acl_file`` it refuses anonymous clients, writes ``pid_file`` and
+  ``reload()`` (SIGHUP to its own pid) makes it re-read both files.
 * :func:`postgres_url` — a fresh database on the machine's PostgreSQL server (trust
   auth on 127.0.0.1:5432, or ``$BRANCHLINE_PG_DSN`` pointing elsewhere), dropped when the
   context ends; None when no server answers (the PostgreSQL variants are then skipped).
@@ -39,7 +41,8 @@ def _accepting(port: int) -> bool:
 class Mosquitto:
     """``start()`` / ``stop()`` / ``restart()`` a private broker on ``self.port``."""
 
-    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = True) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = True,
+                 password_file: Path | None = None, acl_file: Path | None = None) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed (Debian package mosquitto)")
@@ -60,6 +63,18 @@ class Mosquitto:
             "log_type notice",
             "max_queued_messages 100000",
         ]
+        self.pid_file: Path | None = None
+        if password_file is not None or acl_file is not None:
+            self.pid_file = workdir / "mosquitto.pid"
+            lines = ["allow_anonymous false" if line == "allow_anonymous true" else line for line in lines]
+            lines += [f"pid_file {self.pid_file}"]
+            lines += [f"password_file {password_file}"] if password_file is not None else []
+            lines += [f"acl_file {acl_file}"] if acl_file is not None else []
+            if os.geteuid() == 0:
+                # started as root, mosquitto drops to its own user before reading the files
+                # (again on every SIGHUP): it could not read a root-owned 0600/0640 file
+                # under a 0700 pytest directory
+                lines += ["user root"]
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -87,6 +102,11 @@ class Mosquitto:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto re-reads its password and ACL files."""
+        assert self.proc is not None, "not running"
+        self.proc.send_signal(signal.SIGHUP)
 
     def restart(self) -> None:
         self.stop()

@@ -5,7 +5,10 @@
     python -m fleet.api token add alice --role admin --tokens var/fleet-tokens.json
 
 Config push needs both ``--broker`` (retained publish) and ``--signing-key`` (created,
-mode 0600, when missing); without them the API is read-only for configuration. The
+mode 0600, when missing); without them the API is read-only for configuration. With
+``--mosquitto-password-file`` and ``--mosquitto-acl-file`` (``fleet.broker_auth``),
+enrollment and credential rotation keep mosquitto's authentication in step; the fleet's
+own MQTT credentials go in the ``--broker`` URL (``mqtt://user:password@host:port``). The
 environment variable ``BRANCHLINE_FLEET_ADMIN_TOKEN`` bootstraps an admin token named
 ``admin`` when the token file has none of that name.
 """
@@ -19,6 +22,7 @@ import os
 import sys
 from typing import Any
 
+from fleet import broker_auth
 from fleet.api.auth import Role, TokenError, TokenRegistry
 
 ADMIN_TOKEN_ENV = "BRANCHLINE_FLEET_ADMIN_TOKEN"
@@ -41,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--signing-key", help="ed25519 PEM that signs configs (created when missing)")
     parser.add_argument("--no-migrate", action="store_true", help="the store is migrated already")
     parser.add_argument("--poll-interval-s", type=float, default=1.0, help="event stream store polling period")
+    broker_auth.add_arguments(parser)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -51,6 +56,11 @@ async def serve(args: argparse.Namespace) -> int:
     from fleet.mqtt import RetainedPublisher
     from fleet.store import FleetStore
 
+    try:
+        auth = broker_auth.from_arguments(args, args.broker)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     tokens = TokenRegistry(args.tokens)
     bootstrap = os.environ.get(ADMIN_TOKEN_ENV)
     if bootstrap and tokens.get("admin") is None:
@@ -61,6 +71,7 @@ async def serve(args: argparse.Namespace) -> int:
     if publisher is not None and args.signing_key:
         configs = ConfigStore(store, load_signing_key(args.signing_key, create=True), publisher)
     app = create_app(store, configs=configs, tokens=tokens, poll_interval_s=args.poll_interval_s)
+    app.state.broker_auth = auth
     host, port = args.http
     loop = asyncio.get_running_loop()
 
