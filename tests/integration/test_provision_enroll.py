@@ -41,12 +41,12 @@ from fleet.mqtt import MqttConnection
 from images.build import make_bundle
 from images.service import EDGE_SERVICE
 from images.signing import public_pem
-from provisioning.maintain import REDACTED, box_status, collect_logs
+from provisioning.maintain import REDACTED, box_status, collect_logs, rotate_credentials
 from provisioning.tasks import BootstrapOptions, bootstrap_many
-from tests.brokers import Mosquitto
+from tests.integration.test_broker_auth import Secured, refused
 from tests.integration.test_image_install import project_wheel  # noqa: F401 (session fixture)
 from tests.integration.test_provision_bootstrap import SshHost, hosts, pytestmark  # noqa: F401 (fixture, marks)
-from tests.integration.test_rollout_update import fleet_api
+from tests.integration.test_rollout_update import ADMIN, fleet_api
 from tests.sipp import default_edge_config
 
 pytestmark = [*pytestmark, pytest.mark.skipif(shutil.which("supervisord") is None,
@@ -62,8 +62,10 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
                 build_time=1_700_000_000)
     by_name = {f"127.0.0.1:{h.port}": h for h in boxes}
     site_of = {name: f"branch-{h.port}" for name, h in by_name.items()}
-    with Mosquitto(tmp_path / "mq") as broker:
-        async with fleet_api(tmp_path, broker.url) as api:
+    secured = Secured(tmp_path)
+    secured.auth.write([])
+    with secured.broker as broker:
+        async with fleet_api(tmp_path, secured.fleet_url, broker_auth=secured.auth) as api:
             tokens: dict[str, str] = {}
             for name, site in site_of.items():
                 r = await api.post("/api/v1/enroll-tokens", json={"site": site, "expires_in_s": 600})
@@ -127,7 +129,7 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
             assert r.status_code == 401 and "used already" in r.json()["error"]
 
             # reporting: each box's edge is online at the broker for its own site
-            async with MqttConnection(broker.url, "enroll-test-watch") as watch:
+            async with MqttConnection(secured.fleet_url, "enroll-test-watch") as watch:
                 await watch.subscribe([(f"{p.PREFIX}/+/state", 1)])
                 online: set[str] = set()
                 while online != set(site_of.values()):
@@ -154,6 +156,26 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
                 assert password.encode() not in everything and b"pw1001" not in everything
                 assert b"PRIVATE KEY" not in everything and not any("identity" in m for m in members)
                 assert yaml.safe_load(members["etc/site.yaml"])["telemetry"]["password"] == REDACTED
+
+            # rotate one box's MQTT credentials: the old password is refused at the broker,
+            # the box's edge is back online on the new one
+            name0, h0 = next(iter(by_name.items()))
+            site_yaml0 = h0.srv / "branchline" / "etc" / "site.yaml"
+            old_password = yaml.safe_load(site_yaml0.read_text())["telemetry"]["password"]
+            steps = await asyncio.to_thread(rotate_credentials, connect(name0), "/srv/branchline",
+                                            str(api.base_url), ADMIN)
+            assert [s.name for s in steps] == ["credentials", "apply-config"], steps
+            new_password = yaml.safe_load(site_yaml0.read_text())["telemetry"]["password"]
+            assert new_password != old_password and stat.S_IMODE(site_yaml0.stat().st_mode) == 0o600
+            slot_yaml0 = h0.srv / "branchline" / "slots" / "a" / "etc" / "site.yaml"
+            assert yaml.safe_load(slot_yaml0.read_text())["telemetry"]["password"] == new_password
+            await refused(broker.url, f"site-{site_of[name0]}", old_password)
+            async with MqttConnection(secured.fleet_url, "enroll-test-watch-2") as watch:
+                await watch.subscribe([(p.topic(site_of[name0], "state"), 1)])
+                while True:  # the retained state, then what follows, until the restarted edge is online
+                    msg = await asyncio.wait_for(watch.messages.get(), 30)
+                    if p.State.from_bytes(bytes(msg.payload)).status == "online":
+                        break
 
             # again: nothing changes, nothing is enrolled twice
             second = await asyncio.to_thread(bootstrap_many, connect, list(by_name), opts)
