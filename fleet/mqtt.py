@@ -30,6 +30,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 log = logging.getLogger(__name__)
 
 
+
+BROKER_ENV = "BRANCHLINE_FLEET_BROKER"
+"""The fleet's broker URL (it may hold the fleet's MQTT password) when not on the command line."""
+
 class MqttError(ConnectionError):
     """The broker refused us, could not be reached, or the connection dropped."""
 

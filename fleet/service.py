@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fleet.mqtt import BROKER_ENV
+
 log = logging.getLogger(__name__)
 
 RESTART_MIN_S = 0.5
@@ -50,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``fleet run`` (shared with the worker entry point)."""
     parser.add_argument("--db", default="sqlite+aiosqlite:///var/fleet.db",
                         help="sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db")
-    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt://host:port")
+    parser.add_argument("--broker", default=os.environ.get(BROKER_ENV, "mqtt://127.0.0.1:1883"),
+                        help=f"mqtt://[user:password@]host:port (default: ${BROKER_ENV}, which keeps the "
+                             "fleet's MQTT password out of the process list; children get it that way)")
     parser.add_argument("--workers", type=int, default=1, help="ingest worker processes")
     parser.add_argument("--group", default="fleet", help="shared-subscription group")
     parser.add_argument("--client-prefix", default=f"fleet-{socket.gethostname()}",
@@ -95,16 +99,21 @@ class Supervisor:
                                      "--every", str(a.cloud_every_s), "--mask", a.cloud_mask])
         if index == API_INDEX:
             return subprocess.Popen([sys.executable, "-m", "fleet.api", "serve", "--no-migrate", "--db", a.db,
-                                     "--http", a.http, "--tokens", a.tokens, "--broker", a.broker,
-                                     "--signing-key", a.signing_key, *forward_arguments(a)])
+                                     "--http", a.http, "--tokens", a.tokens,
+                                     "--signing-key", a.signing_key, *forward_arguments(a)], env=self._env())
         argv = [sys.executable, "-m", "fleet.service", "worker", "--index", str(index),
-                "--db", a.db, "--broker", a.broker, "--group", a.group,
+                "--db", a.db, "--group", a.group,
                 "--client-prefix", a.client_prefix, "--max-batch-messages", str(a.max_batch_messages),
                 "--max-batch-bytes", str(a.max_batch_bytes)]
         if a.stats_dir:
             argv += ["--stats-dir", a.stats_dir]
         argv += ["-v"] * getattr(a, "verbose", 0)
-        return subprocess.Popen(argv)
+        return subprocess.Popen(argv, env=self._env())
+
+    def _env(self) -> dict[str, str]:
+        """The broker URL (it may hold the fleet's MQTT password) goes to the children in
+        their environment, not on their command line, which every local user can read."""
+        return {**os.environ, BROKER_ENV: self.args.broker}
 
     def _write_status(self) -> None:
         if not self.args.status_file:

@@ -24,6 +24,7 @@ from typing import Any
 
 from fleet import broker_auth
 from fleet.api.auth import Role, TokenError, TokenRegistry
+from fleet.mqtt import BROKER_ENV
 
 ADMIN_TOKEN_ENV = "BRANCHLINE_FLEET_ADMIN_TOKEN"
 GRACEFUL_SHUTDOWN_S = 3
@@ -41,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default="sqlite+aiosqlite:///var/fleet.db")
     parser.add_argument("--http", type=parse_hostport, default=("127.0.0.1", 8080), help="host:port to listen on")
     parser.add_argument("--tokens", default="var/fleet-tokens.json", help="token file (hashes only)")
-    parser.add_argument("--broker", help="mqtt://host:port for config push (retained publish)")
+    parser.add_argument("--broker", default=os.environ.get(BROKER_ENV),
+                        help=f"mqtt://[user:password@]host:port for config push (retained publish); "
+                             f"default ${BROKER_ENV}")
     parser.add_argument("--signing-key", help="ed25519 PEM that signs configs (created when missing)")
     parser.add_argument("--no-migrate", action="store_true", help="the store is migrated already")
     parser.add_argument("--poll-interval-s", type=float, default=1.0, help="event stream store polling period")

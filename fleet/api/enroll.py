@@ -63,12 +63,11 @@ from fleet.broker_auth import (
     hash_password,
     site_username,
 )
-from fleet.mqtt import public_broker_url
+from fleet.mqtt import BROKER_ENV, public_broker_url
 
 log = logging.getLogger(__name__)
 
 SITE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-BROKER_ENV = "BRANCHLINE_FLEET_BROKER"
 
 metadata = MetaData()
 

@@ -37,7 +37,7 @@ from fleet.api.app import create_app
 from fleet.api.auth import Role, TokenRegistry
 from fleet.broker_auth import BrokerAuth, check_password, hash_password
 from fleet.configs import ConfigStore
-from fleet.mqtt import MqttConnection, MqttError, RetainedPublisher
+from fleet.mqtt import BROKER_ENV, MqttConnection, MqttError, RetainedPublisher
 from fleet.store import FleetStore
 from fleet.worker import IngestWorker, WorkerSettings
 from tests.brokers import Mosquitto, mosquitto_binary
@@ -309,7 +309,7 @@ async def test_fleet_run_keeps_mosquitto_in_step(tmp_path: Path) -> None:
     http = free_tcp_port()
     files = secured.auth.password_file.parent
     argv = [sys.executable, "-m", "fleet.service", "run", "--db", f"sqlite+aiosqlite:///{tmp_path}/fleet.db",
-            "--broker", secured.fleet_url, "--workers", "1", "--client-prefix", "auth-svc-test",
+            "--workers", "1", "--client-prefix", "auth-svc-test",
             "--http", f"127.0.0.1:{http}", "--tokens", str(tmp_path / "tokens.json"),
             "--signing-key", str(tmp_path / "fleet.pem"), "--stats-dir", str(tmp_path / "stats"),
             "--mosquitto-password-file", str(secured.auth.password_file),
@@ -317,7 +317,10 @@ async def test_fleet_run_keeps_mosquitto_in_step(tmp_path: Path) -> None:
             "--mosquitto-pid-file", str(secured.broker.pid_file),
             "--mosquitto-base-password-file", str(files / "base.passwd"),
             "--mosquitto-base-acl-file", str(files / "base.acl")]
-    proc = subprocess.Popen(argv, env={**os.environ, "BRANCHLINE_FLEET_ADMIN_TOKEN": ADMIN})
+    # the broker URL with the fleet's password in the environment, as the systemd unit's
+    # EnvironmentFile gives it: no process of the fleet shows it on its command line
+    proc = subprocess.Popen(argv, env={**os.environ, "BRANCHLINE_FLEET_ADMIN_TOKEN": ADMIN,
+                                       BROKER_ENV: secured.fleet_url})
     try:
         await wait_for_async(secured.auth.acl_file.exists, 30, what="the fleet wrote mosquitto's files")
         with secured.broker:
@@ -357,6 +360,24 @@ async def test_fleet_run_keeps_mosquitto_in_step(tmp_path: Path) -> None:
                 # both states ingested by a worker whose session lived through both reloads
                 stats = await wait_for_async(worker_stats, 30, what="the worker took both states")
                 assert stats["connects"] == 1, stats
+                family = [proc.pid, *_children(proc.pid)]
+                assert len(family) >= 3  # supervisor, worker, API
+                for pid in family:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    assert FLEET_PASSWORD.encode() not in cmdline and FLEET_PASSWORD_URL.encode() not in cmdline
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (from /proc/*/stat)."""
+    out = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat_file.parent.name))
+    return out
