@@ -22,7 +22,10 @@ the wave's zones are known. A site without one uses the campaign's ``timezone``;
 this host does not know is logged and falls back the same way (never an error).
 
 Its MQTT subscription is a plain one (not ``$share/...``): it sees every result
-alongside the ingest workers, which store command results as usual.
+alongside the ingest workers, which store command results as usual. Its session is
+persistent (``clean_session=False`` under its stable client id): a result published while
+the loop is reconnecting (a broker restart, an edge delivering a result it could not
+send before) waits in the broker for it instead of being lost to the campaign.
 """
 
 from __future__ import annotations
@@ -104,7 +107,7 @@ class RolloutController:
         delay = 0.5
         while True:
             try:
-                async with MqttConnection(self.broker_url, self.client_id) as conn:
+                async with MqttConnection(self.broker_url, self.client_id, clean_session=False) as conn:
                     self.conn = conn
                     await conn.subscribe([(f"{protocol.PREFIX}/+/cmd/result", 1)])
                     delay = 0.5

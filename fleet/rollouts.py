@@ -16,7 +16,8 @@ the time and each site's result and says which sites to start next. Rules:
   wave's success rate is at least ``success_threshold``;
 * it **halts** as soon as a wave's failure rate (failed / wave size) passes
   ``error_threshold`` -- the remaining sites of that wave and every later wave never start;
-* a site that reports nothing within ``install_timeout_s`` counts as failed;
+* a site that reports nothing within ``install_timeout_s`` counts as failed (its real
+  result, if it comes later, replaces the timeout in the site's state and reason);
 * an operator can pause, resume or abort.
 
 The control loop that drives campaigns over MQTT is ``fleet.rollout_control``.
@@ -179,9 +180,15 @@ class Campaign:
 
     def report(self, site: str, outcome: str, reason: str, now: float, check: str = "") -> bool:
         """A site's result: ``committed``, ``rolled_back`` or ``failed`` (with why).
-        False (and nothing changes) for a late or duplicate report."""
+        False (and nothing changes) for a duplicate report, or one for a site that never
+        started. The real result of a site already counted failed for its timeout (a box
+        cut off from the broker sends it when it is back) replaces the timeout: the
+        site shows what happened and why; a campaign halted meanwhile stays halted."""
         progress = self.sites.get(site)
-        if progress is None or progress.state != "installing":
+        if progress is None:
+            return False
+        late = progress.state == "failed" and progress.check == "timeout" and check != "timeout"
+        if progress.state != "installing" and not late:
             return False
         progress.state = outcome if outcome in ("committed", "rolled_back") else "failed"  # type: ignore[assignment]
         progress.reason, progress.done_at, progress.check = reason, now, check

@@ -9,9 +9,17 @@ installer restarts the edge and a child of the edge would die with it. The agent
    whole file's size and SHA-256 against the command;
 2. runs :class:`images.install.Installer` (verify signature and hashes with the box's
    bundle key, install into the inactive slot, switch, health check, commit or roll back);
-3. publishes the outcome as a :class:`~edge_core.telemetry.protocol.CommandResult` on
-   ``cmd/result`` under ``args.report_id`` (MQTT with the site's telemetry settings),
-   and keeps it in ``ROOT/data/update-last.json``.
+3. keeps the outcome, a :class:`~edge_core.telemetry.protocol.CommandResult` under
+   ``args.report_id``, in ``ROOT/data/update-last.json`` marked ``"sent": false``, then
+   publishes it on ``cmd/result`` (MQTT with the site's telemetry settings, QoS 1) and
+   marks it ``"sent": true`` once the broker acknowledged it (PUBACK).
+
+A result that could not be sent (broker down, WAN cut for longer than ``give_up_s``)
+is not lost: the edge's telemetry client publishes it when it next connects
+(:func:`pending_result`, :func:`mark_sent`) and marks it sent in turn. A crash between
+the PUBACK and the mark sends it twice; the fleet stores command results by
+``(site, id)`` (an upsert) and a campaign takes one result per site, so a second copy
+changes nothing.
 
 One agent at a time: it holds ``ROOT/data/update.lock`` (``flock``) while it runs.
 
@@ -207,6 +215,80 @@ def publish_result(root: Path, payload: bytes, *, give_up_s: float = 300.0) -> b
         delay = min(delay * 2, 15.0)
 
 
+def write_result(root: Path, record: dict[str, Any]) -> None:
+    """``record`` into ``ROOT/data/update-last.json`` atomically (a temporary file in the
+    same folder, then a rename): a reader never sees half a file."""
+    path = root / LAST_RESULT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, path)
+
+
+def read_result(root: Path) -> dict[str, Any] | None:
+    """The last result as written (None: no file, or not a result)."""
+    try:
+        record = json.loads((root / LAST_RESULT).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("%s: unreadable: %s", root / LAST_RESULT, exc)
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not record["id"]:
+        log.warning("%s: not an update result", root / LAST_RESULT)
+        return None
+    return record
+
+
+def result_payload(record: dict[str, Any]) -> bytes:
+    """The ``cmd/result`` payload of a result record (its bookkeeping left out)."""
+    from edge_core.telemetry import protocol
+
+    return protocol.CommandResult(id=record["id"], ok=bool(record.get("ok")), result=record.get("result"),
+                                  error=str(record.get("error") or "")).to_bytes()
+
+
+def pending_result(root: Path) -> dict[str, Any] | None:
+    """The last result if it was never sent, else None. A record without ``sent`` (written
+    by an agent older than this flag) counts as unsent: a copy too many is harmless, a
+    lost result is not. Raises BlockingIOError while an agent runs (it sends its own)."""
+    with agent_lock(root):
+        record = read_result(root)
+    return record if record is not None and not record.get("sent") else None
+
+
+def mark_sent(root: Path, record: dict[str, Any], *, locked: bool = False) -> bool:
+    """Mark ``record`` sent, if it is still the last result (same id and time); False if
+    the file changed meanwhile or an agent holds the lock (then it is sent again later,
+    which the fleet ignores). ``locked``: the caller holds the agent lock already."""
+    def mark() -> bool:
+        current = read_result(root)
+        if current is None or (current.get("id"), current.get("at")) != (record.get("id"), record.get("at")):
+            return False
+        write_result(root, {**current, "sent": True, "sent_at": time.time()})
+        return True
+
+    if locked:
+        return mark()
+    try:
+        with agent_lock(root):
+            return mark()
+    except BlockingIOError:
+        return False
+
+
+def report_result(root: Path, answer: Any, *, give_up_s: float = 300.0) -> bool:
+    """Keep ``answer`` (a CommandResult) as the last result, unsent; publish it; mark it
+    sent once the broker acknowledged it. The caller holds the agent lock. False: not
+    sent (yet) -- the edge sends it when its telemetry next connects."""
+    record = {"at": time.time(), **answer.model_dump(), "sent": False, "sent_at": None}
+    write_result(root, record)
+    if not publish_result(root, answer.to_bytes(), give_up_s=give_up_s):
+        log.warning("result %s not sent: it stays in %s for the edge to send", answer.id, root / LAST_RESULT)
+        return False
+    return mark_sent(root, record, locked=True)
+
+
 def run_update(root: Path, args: dict[str, Any], *, installer: Any = None) -> tuple[bool, dict[str, Any], str]:
     """Download and install; (ok, UpdateResult as a dict, error) -- never raises for
     a failed download or install."""
@@ -246,9 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         with agent_lock(root):
             ok, body, error = run_update(root, args)
             answer = protocol.CommandResult(id=args["report_id"], ok=ok, result=body, error=error)
-            (root / LAST_RESULT).write_text(json.dumps({"at": time.time(), **answer.model_dump()}, indent=1))
             log.info("update %s: %s", body.get("version"), body.get("outcome"))
-            publish_result(root, answer.to_bytes())
+            report_result(root, answer)
     except BlockingIOError:
         log.error("another update agent is running")
         return 2

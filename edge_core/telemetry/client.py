@@ -22,6 +22,14 @@ applied is reported ``applied`` again (the broker redelivers it on every reconne
 the first report may have been lost). Commands are answered on ``cmd/result`` with the
 command's id. A malformed payload is counted and dropped, never raised.
 
+On an A/B box (``commands.box_root()``), each connection also publishes the update
+agent's last result if it was never sent (``ROOT/data/update-last.json`` with ``"sent":
+false``: the broker was out of reach when the agent finished) on ``cmd/result``, QoS 1,
+and marks it sent only once the broker acknowledged it (PUBACK); a connection that drops
+first leaves it for the next one. While an agent runs (it holds ``ROOT/data/update.lock``)
+it sends its own result; the client looks again every ``UPDATE_RESULT_POLL_S`` until it
+is done. See ``images.agent``.
+
 The MQTT connection itself is ``mqtt.MqttLink`` (paho driven from this loop).
 """
 
@@ -38,11 +46,14 @@ from typing import Any, Protocol
 from edge_core.config.schema import ConfigError, TelemetrySettings, broker_address
 from edge_core.store.db import EdgeStore
 from edge_core.telemetry import protocol
-from edge_core.telemetry.commands import CommandFailed, LogRing, run_command
+from edge_core.telemetry.commands import CommandFailed, LogRing, box_root, run_command
 from edge_core.telemetry.drain import OutboxDrain
 from edge_core.telemetry.mqtt import MqttError, MqttLink
 
 log = logging.getLogger("edge.telemetry")
+
+UPDATE_RESULT_POLL_S = 5.0
+"""How often an update agent that is running is looked at again (its lock), for its result."""
 
 
 class TelemetryEdge(Protocol):
@@ -96,7 +107,9 @@ class TelemetryClient:
             max_inflight_batches=settings.max_inflight_batches, ack_timeout_s=settings.ack_timeout_s,
         )  # fmt: skip
         self.counters = {"connects": 0, "connect_failures": 0, "malformed": 0, "configs_applied": 0,
-                         "configs_rejected": 0, "commands": 0}  # fmt: skip
+                         "configs_rejected": 0, "commands": 0, "update_results_sent": 0}  # fmt: skip
+        self.box_root: Path | None = box_root()
+        """The A/B box this edge runs from (None: not one): where a pending update result is."""
         self.link: MqttLink | None = None
         self.connected = asyncio.Event()
         """Set while a connection is up (tests and the shutdown wait on it)."""
@@ -185,6 +198,8 @@ class TelemetryClient:
             asyncio.create_task(self.drain.run(link), name="telemetry-outbox"),
             asyncio.create_task(self._metrics(link), name="telemetry-metrics"),
         ]
+        # ends by itself once the result is out (or there is none): not watched below
+        update_result = asyncio.create_task(self._send_update_result(link), name="telemetry-update-result")
         try:
             waiting: set[asyncio.Future[Any]] = {link.closed, *tasks}
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -195,11 +210,42 @@ class TelemetryClient:
                 if exc is not None and not isinstance(exc, MqttError):
                     log.error("telemetry task failed", exc_info=exc)
         finally:  # (stop() flushes through the drain before it cancels this)
-            for task in tasks:
+            for task in (*tasks, update_result):
                 task.cancel()
-            for task in tasks:
+            for task in (*tasks, update_result):
                 with contextlib.suppress(asyncio.CancelledError, MqttError):
                     await task
+
+    async def _send_update_result(self, link: MqttLink) -> None:
+        """Publish the update agent's last result if it was never sent; mark it sent
+        after the PUBACK. Never raises: a failure here must not cost the connection."""
+        root = self.box_root
+        if root is None:
+            return
+        from images import agent
+
+        try:
+            while True:
+                try:
+                    record = agent.pending_result(root)
+                except BlockingIOError:  # an agent runs: it sends its own result
+                    await asyncio.sleep(UPDATE_RESULT_POLL_S)  # look again: no event tells when it ends
+                    continue
+                if record is None:
+                    return
+                # resolves on PUBACK; MqttError if the connection goes first (the next one sends it)
+                await link.publish(self.topics["cmd/result"], agent.result_payload(record), qos=1)
+                self.counters["update_results_sent"] += 1
+                # on the loop, not in a thread: the lock is never held while start_update looks at it
+                marked = agent.mark_sent(root, record)
+                log.info("update result %s sent after the fact%s", record["id"],
+                         "" if marked else " (the result file changed meanwhile: not marked)")
+                if marked:
+                    return
+        except MqttError as exc:
+            log.info("update result not sent: %s", exc)
+        except (OSError, ValueError) as exc:  # the file or its content: nothing to send
+            log.warning("update result in %s: %s", root / agent.LAST_RESULT, exc)
 
     async def _metrics(self, link: MqttLink) -> None:
         while True:

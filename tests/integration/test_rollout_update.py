@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import site
 import sys
@@ -160,7 +161,9 @@ async def test_campaign_updates_a_real_box_then_halts_on_a_rollback(
         assert box.layout.current() == "b" and state.slots["a"].status == "failed"
         assert state.slots["a"].reason.startswith("api:")
         assert box.service.status("branchline-edge").state == "running"
-        assert (box.layout.data_dir / "update-last.json").exists()
+        last = json.loads((box.layout.data_dir / "update-last.json").read_text())
+        # the agent's own publish was acknowledged: marked sent, nothing left for the edge
+        assert last["sent"] is True and last["result"]["outcome"] == "rolled_back", last
     finally:
         box.close()
 
