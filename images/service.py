@@ -212,6 +212,48 @@ WantedBy=multi-user.target
 """
 
 
+def updater_program(root: Path, *, name: str = "branchline-updater") -> str:
+    """The ``[program:...]`` for the updater (:mod:`images.updater`), as root: it runs the
+    update agent when the edge asks for it."""
+    return f"""[program:{name}]
+command={root}/current/venv/bin/python -m images.updater --root {root}
+directory={root}
+autostart=true
+autorestart=true
+startsecs=1
+stopsignal=TERM
+stopwaitsecs=5
+stdout_logfile={root}/log/updater.log
+redirect_stderr=true
+stdout_logfile_maxbytes=10MB
+"""
+
+
+def updater_units(root: Path) -> dict[str, str]:
+    """The systemd path unit that starts the updater's oneshot when the edge writes its
+    request, and that oneshot (as root, outside the edge's cgroup)."""
+    return {
+        "branchline-update.path": f"""[Unit]
+Description=Branchline: an update request from the edge
+
+[Path]
+PathExists={root}/data/update-request.json
+Unit=branchline-update.service
+
+[Install]
+WantedBy=multi-user.target
+""",
+        "branchline-update.service": f"""[Unit]
+Description=Branchline update agent (download, A/B install, health check, report)
+
+[Service]
+Type=oneshot
+ExecStart={root}/current/venv/bin/python -m images.updater --root {root} --once
+TimeoutStartSec=2h
+""",
+    }
+
+
 # -------------------------------------------------------------------- systemd
 
 _SYSTEMD_STATES: dict[str, State] = {
