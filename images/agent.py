@@ -148,10 +148,12 @@ def make_installer(root: Path, settings: UpdaterSettings) -> Any:
 
 @contextmanager
 def agent_lock(root: Path) -> Iterator[None]:
-    """Held while an agent runs; BlockingIOError if another one holds it."""
+    """Held while an agent runs; BlockingIOError if another one holds it. The file is
+    opened read-only (``flock`` needs no more), so the edge, running as the service
+    user, can take it too when an agent running as root created it."""
     path = root / LOCK
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         yield
