@@ -1,8 +1,10 @@
 """The update agent: download a bundle from the fleet (resumable), install it, report.
 
-The edge's ``update`` command starts this as a detached process (``python -m
-images.agent``, its own session) with the interpreter of the running slot, because the
-installer restarts the edge and a child of the edge would die with it. The agent:
+It runs as ``python -m images.agent`` with the interpreter of the running slot, apart
+from the edge (the installer restarts the edge; the agent must outlive that): on a
+provisioned box the edge's ``update`` command writes a request that the box's updater
+service (:mod:`images.updater`, root) turns into an agent run; an edge that runs as root
+(``launch: spawn``) starts it detached, in its own session. The agent:
 
 1. downloads ``args.url`` into ``ROOT/incoming/`` with ``Range`` resume (a ``.part``
    file that survives a cut connection or a restart of the agent), then checks the
@@ -27,6 +29,7 @@ The box's settings live in ``ROOT/etc/updater.yaml`` (written by provisioning)::
 
     service: supervisor            # or systemd
     supervisor_socket: /run/branchline/supervisor.sock
+    launch: service                # the edge asks images.updater (or: spawn, edge as root)
     bundle_public_key_file: etc/bundle.pub   # relative to ROOT
     python: /usr/bin/python3       # has pip >= 22.3 (pip --python); makes the slot venvs
     health: {window_s: 60, crash_loop_starts: 3, crash_loop_window_s: 60}
@@ -118,6 +121,10 @@ def download(url: str, dest: Path, *, sha256: str, size: int, attempts: int = 5,
 class UpdaterSettings:
     service: str = "systemd"
     supervisor_socket: str = ""
+    launch: str = "spawn"
+    """How the edge has the agent run: ``service`` -- it writes a request for the box's
+    updater service (:mod:`images.updater`; what provisioning sets up); ``spawn`` -- it
+    starts the agent itself (an edge running as root; development and tests)."""
     bundle_public_key_file: str = "etc/bundle.pub"
     python: str = "/usr/bin/python3"
     health: dict[str, Any] | None = None

@@ -8,14 +8,16 @@ second run on a provisioned box changes nothing and says so:
 before anything is written -- matches the box's platform and Python), ``packages``
 (apt-get installs what is missing), ``service-user`` (a system user the edge runs as),
 ``layout``, ``bundle`` (upload, sha256 checked on the box), ``identity``, ``enroll``,
-``bundle-key`` and ``updater`` (``ROOT/etc/updater.yaml``: the installer's service
-manager, Python, health policy), ``site-config``, ``service`` (the supervisord or
-systemd definition, enabled), ``install`` (the box's own installer -- the bundle's
-``branchline image install``, run from a throw-away venv built from the bundle's
-wheels -- installs slot A, starts the edge through the service manager and commits
-only when the application's health check passes), and ``health`` (the check again,
-its result in the report). A changed site config on a box that runs already is
-applied with ``branchline image apply-config`` (restart, health check).
+``bundle-key`` and ``updater-config`` (``ROOT/etc/updater.yaml``: the installer's
+service manager, Python, health policy), ``site-config``, ``service`` (the supervisord
+or systemd definitions of the edge and of the updater -- images.updater, which runs
+update agents as root on the edge's request -- enabled), ``install`` (the box's own
+installer -- the bundle's ``branchline image install``, run from a throw-away venv
+built from the bundle's wheels -- installs slot A, starts the edge through the service
+manager and commits only when the application's health check passes), ``updater``
+(started) and ``health`` (the check again, its result in the report). A changed site
+config on a box that runs already is applied with ``branchline image apply-config``
+(restart, health check).
 
 The device's identity key is generated *on the box* (``openssl genpkey -algorithm
 ed25519``) and only its public half is read back.
@@ -300,7 +302,7 @@ def supervisor_socket(opts: BootstrapOptions) -> str:
 
 def updater_settings(opts: BootstrapOptions) -> dict[str, Any]:
     """What the box's installer and update agent run with (``ROOT/etc/updater.yaml``)."""
-    base: dict[str, Any] = {"service": opts.service, "python": opts.python}
+    base: dict[str, Any] = {"service": opts.service, "python": opts.python, "launch": "service"}
     if opts.service == "supervisor":
         base["supervisor_socket"] = supervisor_socket(opts)
     if opts.deps_site_packages:
@@ -314,7 +316,7 @@ def updater_config(c: Connection, opts: BootstrapOptions) -> list[StepResult]:
     if opts.bundle_public_key:
         steps.append(_write_if_changed(c, f"{opts.root}/etc/bundle.pub", opts.bundle_public_key, "bundle-key"))
     body = yaml.safe_dump(updater_settings(opts), sort_keys=True).encode()
-    steps.append(_write_if_changed(c, f"{opts.root}/etc/updater.yaml", body, "updater"))
+    steps.append(_write_if_changed(c, f"{opts.root}/etc/updater.yaml", body, "updater-config"))
     return steps
 
 
@@ -327,21 +329,34 @@ def site_config(c: Connection, opts: BootstrapOptions, telemetry: dict[str, Any]
 
 
 def service(c: Connection, opts: BootstrapOptions) -> StepResult:
-    """The edge's service definition, enabled (started by the install step)."""
-    from images.service import EDGE_SERVICE, supervisor_program, supervisord_conf, systemd_unit
+    """The edge's and the updater's service definitions, enabled (the install step starts
+    the edge; :func:`updater` starts the updater once a slot exists)."""
+    from images.service import (
+        EDGE_SERVICE,
+        supervisor_program,
+        supervisord_conf,
+        systemd_unit,
+        updater_program,
+        updater_units,
+    )
 
     root = Path(opts.root)
     if opts.service == "systemd":
-        unit = f"/etc/systemd/system/{EDGE_SERVICE}.service"
-        step = _write_if_changed(c, unit, systemd_unit(root, user=opts.service_user).encode(), "service")
-        if step.changed:
+        units = {f"{EDGE_SERVICE}.service": systemd_unit(root, user=opts.service_user), **updater_units(root)}
+        wrote = [name for name, text in units.items()
+                 if _write_if_changed(c, f"/etc/systemd/system/{name}", text.encode(), "service").changed]
+        if wrote:
             _run(c, "systemctl daemon-reload")
-        if not _ok(c, f"systemctl is-enabled --quiet {EDGE_SERVICE}"):
-            _run(c, f"systemctl enable {EDGE_SERVICE}")
-            return StepResult("service", True, f"{unit} enabled")
-        return step
+        enabled = [u for u in (f"{EDGE_SERVICE}.service", "branchline-update.path")
+                   if not _ok(c, f"systemctl is-enabled --quiet {u}")]
+        if enabled:
+            _run(c, "systemctl enable " + " ".join(enabled))
+        what = [f"wrote {', '.join(wrote)}"] if wrote else []
+        what += [f"enabled {', '.join(enabled)}"] if enabled else []
+        return StepResult("service", bool(what), "; ".join(what) or "units up to date and enabled")
     conf_path = f"{opts.root}/etc/supervisord.conf"
-    conf = supervisord_conf(root / "run", supervisor_program(root, user=opts.service_user), daemon=True)
+    programs = supervisor_program(root, user=opts.service_user) + "\n" + updater_program(root)
+    conf = supervisord_conf(root / "run", programs, daemon=True)
     step = _write_if_changed(c, conf_path, conf.encode(), "service", "600")
     pid_file = f"{opts.root}/run/supervisord.pid"
     running = _ok(c, f"test -S {shlex.quote(supervisor_socket(opts))} && kill -0 \"$(cat {shlex.quote(pid_file)})\"")
@@ -351,7 +366,24 @@ def service(c: Connection, opts: BootstrapOptions) -> StepResult:
     if step.changed:
         _run(c, f"supervisorctl -c {shlex.quote(conf_path)} update")
         return StepResult("service", True, f"supervisord reloaded {conf_path}")
-    return StepResult("service", False, "supervisord running, definition up to date")
+    return StepResult("service", False, "supervisord running, definitions up to date")
+
+
+def updater(c: Connection, opts: BootstrapOptions) -> StepResult:
+    """The updater service runs (it takes the edge's update requests; needs a slot)."""
+    from images.updater import UPDATER_SERVICE
+
+    if opts.service == "systemd":
+        if _ok(c, "systemctl is-active --quiet branchline-update.path"):
+            return StepResult("updater", False, "branchline-update.path active")
+        _run(c, "systemctl start branchline-update.path")
+        return StepResult("updater", True, "started branchline-update.path")
+    ctl = f"supervisorctl -c {shlex.quote(opts.root)}/etc/supervisord.conf"
+    status = str(c.run(f"{ctl} status {UPDATER_SERVICE}", hide=True, warn=True, in_stream=False).stdout)
+    if "RUNNING" in status:
+        return StepResult("updater", False, f"{UPDATER_SERVICE} running")
+    _run(c, f"{ctl} start {UPDATER_SERVICE}")
+    return StepResult("updater", True, f"started {UPDATER_SERVICE}")
 
 
 def _box_state(c: Connection, root: str) -> tuple[str | None, dict[str, Any]]:
@@ -360,13 +392,24 @@ def _box_state(c: Connection, root: str) -> tuple[str | None, dict[str, Any]]:
     return (current.rsplit("/", 1)[-1] or None), (json.loads(raw) if raw else {})
 
 
-def install(c: Connection, opts: BootstrapOptions, manifest_sha256: str) -> StepResult:
+def install(c: Connection, opts: BootstrapOptions, verified: VerifiedBundle) -> StepResult:
     """Slot A from the bundle, through the box's own installer; nothing when a good slot
-    runs this very release (same manifest) already."""
+    runs this very release (same manifest) already, or a newer one (a box updated by the
+    fleet since: bootstrap never downgrades it)."""
+    from packaging.version import InvalidVersion, Version
+
     slot, state = _box_state(c, opts.root)
     record = (state.get("slots") or {}).get(slot or "", {})
-    if record.get("status") == "good" and record.get("manifest_sha256") == manifest_sha256:
-        return StepResult("install", False, f"{record.get('version')} installed and good in slot {slot}")
+    if record.get("status") == "good":
+        if record.get("manifest_sha256") == verified.manifest_sha256:
+            return StepResult("install", False, f"{record.get('version')} installed and good in slot {slot}")
+        try:
+            newer = Version(str(record.get("version"))) > verified.manifest.parsed_version
+        except InvalidVersion:
+            newer = False
+        if newer:
+            return StepResult("install", False, f"{record.get('version')} good in slot {slot}, newer than the "
+                                                f"bundle's {verified.manifest.version}: left as it is")
     root, bundle = opts.root, f"{opts.root}/incoming/{opts.bundle.name}"
     venv, wheels = f"{root}/{INSTALLER_DIR}/venv", f"{root}/{INSTALLER_DIR}/wheels"
     extract = ("import os, sys, tarfile\n"
@@ -432,17 +475,15 @@ def bootstrap(c: Connection, opts: BootstrapOptions) -> HostReport:
     report = HostReport(c.host if c.port == 22 else f"{c.host}:{c.port}")
     user = opts.service_user
     try:
-        manifest_sha = ""
-        manifest: Manifest | None = None
+        verified: VerifiedBundle | None = None
         if opts.install:
             if not opts.bundle_public_key:
                 raise RuntimeError("installing needs the bundle's public key (--bundle-pubkey)")
             verified = verify_bundle_locally(opts)
-            manifest, manifest_sha = verified.manifest, verified.manifest_sha256
         report.steps.append(check_platform(c))
         report.steps.append(packages(c, opts))
-        if manifest is not None:
-            report.steps.append(check_bundle_fits(c, opts, manifest))
+        if verified is not None:
+            report.steps.append(check_bundle_fits(c, opts, verified.manifest))
         report.steps.append(service_user(c, opts))
         report.steps.append(make_layout(c, opts.root, user))
         report.steps.append(upload_bundle(c, opts.bundle, opts.root))
@@ -455,12 +496,13 @@ def bootstrap(c: Connection, opts: BootstrapOptions) -> HostReport:
         report.steps.append(config_step)
         if record is not None:
             write_enrollment_record(c, opts, record)
-        if opts.install:
+        if verified is not None:
             report.steps.append(service(c, opts))
-            step = install(c, opts, manifest_sha)
+            step = install(c, opts, verified)
             report.steps.append(step)
             if config_step.changed and not step.changed:
                 report.steps.append(apply_config(c, opts))
+            report.steps.append(updater(c, opts))
             report.steps.append(health(c, opts.root))
     except Exception as exc:  # one host's failure is reported, the others go on
         report.ok, report.error = False, f"{type(exc).__name__}: {exc}"

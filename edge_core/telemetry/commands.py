@@ -8,6 +8,7 @@ Each op takes the command's ``args`` and returns a JSON-able result, or raises
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 import subprocess
@@ -99,9 +100,12 @@ def box_root() -> Path | None:
 
 
 def start_update(args: dict[str, Any]) -> dict[str, Any]:
-    """Start the update agent (``images.agent``) detached, in its own session: the
-    installer restarts this edge, and the agent must outlive that to commit or roll
-    back and to report the outcome under ``args.report_id``. Answers ``accepted``."""
+    """Have the update agent (``images.agent``) run, and answer ``accepted``; it reports
+    the outcome under ``args.report_id``. The agent must outlive this edge (the installer
+    restarts it) and needs rights the edge's service user lacks, so on a provisioned box
+    (``launch: service`` in ``ROOT/etc/updater.yaml``) the edge only writes the request
+    for the box's updater service (``images.updater``, root); otherwise (a box whose edge
+    runs as root, development) it starts the agent itself, detached, in its own session."""
     try:
         spec = protocol.UpdateArgs.model_validate(args)
     except ValueError as exc:
@@ -109,10 +113,15 @@ def start_update(args: dict[str, Any]) -> dict[str, Any]:
     root = box_root()
     if root is None or not (root / "state.json").exists():
         raise CommandFailed("this edge does not run from an A/B box (no ROOT/slots/*/venv with state.json)")
-    from images.agent import update_running
+    from images.agent import UpdaterSettings, update_running
+    from images.updater import request_pending, write_request
 
-    if update_running(root):
+    if update_running(root) or request_pending(root):
         raise CommandFailed("an update is running already")
+    if UpdaterSettings.load(root).launch == "service":
+        write_request(root, json.loads(spec.model_dump_json()))
+        log.info("update to %s: asked the updater service (%s)", spec.version, spec.report_id)
+        return protocol.UpdateResult(stage="accepted", version=spec.version).model_dump()
     (root / "log").mkdir(exist_ok=True)
     with open(root / "log" / "update-agent.log", "ab") as out:
         proc = subprocess.Popen(

@@ -126,7 +126,7 @@ def test_bootstrap_two_hosts_in_parallel_then_no_changes(tmp_path: Path, hosts: 
         assert report.ok, "\n".join(report.lines())
         assert report.changed
         assert {s.name for s in report.steps if s.changed} == {
-            "service-user", "layout", "bundle", "identity", "updater", "site-config"}
+            "service-user", "layout", "bundle", "identity", "updater-config", "site-config"}
         assert report.public_key.startswith("-----BEGIN PUBLIC KEY-----")
         assert "PRIVATE" not in report.public_key
     for h in boxes:  # each box got its own tree, private key included, and nothing leaked

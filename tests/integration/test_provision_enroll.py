@@ -46,8 +46,8 @@ from provisioning.tasks import BootstrapOptions, bootstrap_many
 from tests.integration.test_broker_auth import Secured, refused
 from tests.integration.test_image_install import project_wheel  # noqa: F401 (session fixture)
 from tests.integration.test_provision_bootstrap import SshHost, hosts, pytestmark  # noqa: F401 (fixture, marks)
-from tests.integration.test_rollout_update import ADMIN, fleet_api
-from tests.sipp import default_edge_config
+from tests.integration.test_rollout_update import ADMIN, fleet_api, upload
+from tests.sipp import default_edge_config, wait_for_coro
 
 pytestmark = [*pytestmark, pytest.mark.skipif(shutil.which("supervisord") is None,
                                               reason="supervisord missing (Debian package supervisor)")]
@@ -177,13 +177,36 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
                     if p.State.from_bytes(bytes(msg.payload)).status == "online":
                         break
 
+            # a release rolled out by the fleet to a provisioned box: the edge (service user)
+            # only asks; the box's updater (root) runs the agent, which installs slot B
+            release = tmp_path / "branchline-1.0.1.bundle"
+            make_bundle(release, version="1.0.1", key=signing_key, wheels=[project_wheel], files_dir=None,
+                        build_time=1_700_000_000)
+            info = await upload(api, release)
+            r = await api.post("/api/v1/rollouts", json={
+                "name": "1.0.1", "bundle": info["sha256"], "sites": [site_of[name0]], "waves": [1],
+                "window_start_h": 0, "window_end_h": 0, "install_timeout_s": 120})
+            assert r.status_code == 201, r.text
+
+            async def finished(cid: int = r.json()["id"]) -> dict[str, Any] | None:
+                body = (await api.get(f"/api/v1/rollouts/{cid}")).json()
+                return body if body["state"] not in ("running", "paused") else None
+
+            done = await wait_for_coro(finished, 120, interval_s=0.2, what="the rollout to finish")
+            assert (done["state"], done["sites"][0]["state"]) == ("done", "committed"), done
+            root0 = h0.srv / "branchline"
+            assert os.readlink(root0 / "current") == "slots/b"
+            assert json.loads((root0 / "state.json").read_text())["slots"]["b"]["status"] == "good"
+            assert "update agent exited with 0" in (root0 / "log" / "updater.log").read_text()
+            assert not (root0 / "data" / "update-request.json").exists()
+
             # again: nothing changes, nothing is enrolled twice
             second = await asyncio.to_thread(bootstrap_many, connect, list(by_name), opts)
             for before, after in zip(first, second, strict=True):
                 assert after.ok and not after.changed, "\n".join(after.lines())
                 assert after.public_key == before.public_key
                 assert any(s.name == "enroll" and "already" in s.detail for s in after.steps)
-                assert any(s.name == "install" and "good in slot a" in s.detail for s in after.steps)
+                assert any(s.name == "install" and "good in slot" in s.detail for s in after.steps)
             again = {d["site_id"]: d["enrolled_at"] for d in (await api.get("/api/v1/devices")).json()}
             assert again == {s: d["enrolled_at"] for s, d in devices.items()}
 
