@@ -42,7 +42,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from edge_core.telemetry import protocol
-from fleet.mqtt import MqttConnection, MqttError
+from fleet.mqtt import MqttConnection, MqttError, redact_broker_url
 from fleet.rollouts import Campaign, RolloutStore, zone
 from fleet.store import schema
 
@@ -113,7 +113,8 @@ class RolloutController:
                     delay = 0.5
                     await self._session(conn)
             except (MqttError, OSError, TimeoutError) as exc:
-                log.info("rollout control: broker %s: %s; again in %.1f s", self.broker_url, exc, delay)
+                log.info("rollout control: broker %s: %s; again in %.1f s", redact_broker_url(self.broker_url), exc,
+                         delay)
             except Exception:  # a bug must not end the loop for good
                 log.exception("rollout control loop failed")
             finally:

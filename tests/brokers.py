@@ -70,11 +70,12 @@ class Mosquitto:
             lines += [f"pid_file {self.pid_file}"]
             lines += [f"password_file {password_file}"] if password_file is not None else []
             lines += [f"acl_file {acl_file}"] if acl_file is not None else []
-            if os.geteuid() == 0:
-                # started as root, mosquitto drops to its own user before reading the files
-                # (again on every SIGHUP): it could not read a root-owned 0600/0640 file
-                # under a 0700 pytest directory
-                lines += ["user root"]
+        if os.geteuid() == 0:
+            # started as root, mosquitto drops to its own user before touching its files: it
+            # could neither read a root-owned 0600/0640 auth file (again on every SIGHUP) nor
+            # write its persistence file under a 0700 pytest directory -- sessions would not
+            # survive a restart
+            lines += ["user root"]
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -47,7 +47,7 @@ from tests.integration.test_broker_auth import Secured, refused
 from tests.integration.test_image_install import project_wheel  # noqa: F401 (session fixture)
 from tests.integration.test_provision_bootstrap import SshHost, hosts, pytestmark  # noqa: F401 (fixture, marks)
 from tests.integration.test_rollout_update import ADMIN, fleet_api, upload
-from tests.sipp import default_edge_config, wait_for_coro
+from tests.sipp import default_edge_config, wait_for_async, wait_for_coro
 
 pytestmark = [*pytestmark, pytest.mark.skipif(shutil.which("supervisord") is None,
                                               reason="supervisord missing (Debian package supervisor)")]
@@ -197,7 +197,9 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
             root0 = h0.srv / "branchline"
             assert os.readlink(root0 / "current") == "slots/b"
             assert json.loads((root0 / "state.json").read_text())["slots"]["b"]["status"] == "good"
-            assert "update agent exited with 0" in (root0 / "log" / "updater.log").read_text()
+            # (the agent reports, then exits: the updater logs its exit a moment after the result)
+            await wait_for_async(lambda: "update agent exited with 0" in (root0 / "log" / "updater.log").read_text(),
+                                 30, what="the updater to log the agent's exit")
             assert not (root0 / "data" / "update-request.json").exists()
 
             # again: nothing changes, nothing is enrolled twice

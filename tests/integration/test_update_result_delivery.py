@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -60,14 +59,9 @@ REASON = "api: the control API is turned off (release 2.0.0)"
 
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A private mosquitto whose persistence works: started as root, mosquitto drops to
-    its own user, which cannot write under pytest's 0700 temporary folders, and the
-    sessions of the fleet's consumers would not survive its restart (test 2)."""
-    mq = Mosquitto(tmp_path / "mq")
-    if os.geteuid() == 0:
-        with open(mq.conf, "a") as conf:
-            conf.write("user root\n")
-    with mq:
+    """A private mosquitto whose persistence works (tests/brokers.py runs it as root when
+    the tests are root), so the fleet consumers' sessions survive its restart (test 2)."""
+    with Mosquitto(tmp_path / "mq") as mq:
         yield mq
 
 
