@@ -35,7 +35,7 @@ import yaml
 from fabric import Connection
 
 from images.service import EDGE_SERVICE
-from provisioning.tasks import StepResult, _exists, _read, _run, fleet_request
+from provisioning.tasks import StepResult, _exists, _read, _run, fleet_request, remote_json
 
 SECRET_KEY = re.compile(r"pass(word)?|secret|token|private|psk|credential", re.IGNORECASE)
 SECRET_PAIR = re.compile(
@@ -77,11 +77,10 @@ def _health(c: Connection, root: str) -> dict[str, Any]:
     exe = f"{root}/current/venv/bin/branchline"
     if not _exists(c, exe):
         return {"ok": False, "checks": [{"name": "slot", "ok": False, "detail": "nothing installed"}]}
-    out = c.run(f"{shlex.quote(exe)} image health --root {shlex.quote(root)}", hide=True, warn=True, in_stream=False)
     try:
-        return dict(json.loads(out.stdout))
-    except ValueError:
-        return {"ok": False, "checks": [{"name": "health", "ok": False, "detail": out.stderr.strip()[-500:]}]}
+        return remote_json(c, f"{shlex.quote(exe)} image health --root {shlex.quote(root)}", "the health check")
+    except RuntimeError as exc:
+        return {"ok": False, "checks": [{"name": "health", "ok": False, "detail": str(exc)}]}
 
 
 @dataclass
@@ -204,10 +203,8 @@ def rotate_credentials(c: Connection, root: str, fleet_url: str, admin_token: st
         _run(c, f"chmod 600 {shlex.quote(tmp)} && chown {shlex.quote(owner)}: {shlex.quote(tmp)} && "
                 f"mv {shlex.quote(tmp)} {shlex.quote(config_path)}")
         steps = [StepResult("credentials", True, f"new MQTT password for {answer['mqtt_username']} written")]
-        out = c.run(f"{shlex.quote(root)}/current/venv/bin/branchline image apply-config --root {shlex.quote(root)}",
-                    hide=True, warn=True, in_stream=False)
-        result = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {"ok": False,
-                                                                                    "detail": out.stderr[-500:]}
+        result = remote_json(c, f"{shlex.quote(root)}/current/venv/bin/branchline image apply-config --root "
+                                f"{shlex.quote(root)}", "apply-config")
         if not result.get("ok"):
             raise RuntimeError(f"the edge is not healthy on the new credentials: {result.get('detail')}")
         steps.append(StepResult("apply-config", True, str(result.get("detail"))))

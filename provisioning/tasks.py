@@ -133,6 +133,17 @@ def _q(*parts: str) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def remote_json(c: Connection, cmd: str, what: str) -> dict[str, Any]:
+    """Run a ``branchline`` command that answers one JSON object on the box; its answer
+    whatever its exit status (the object says what failed), RuntimeError naming
+    ``what`` with its stderr when there is no such answer."""
+    out = c.run(cmd, hide=True, warn=True, in_stream=False)
+    try:
+        return dict(json.loads(out.stdout))
+    except ValueError:
+        raise RuntimeError(f"{what} failed: {out.stderr.strip()[-1500:]}") from None
+
+
 def check_platform(c: Connection) -> StepResult:
     arch = _run(c, "uname -m").strip()
     os_id = _run(c, ". /etc/os-release && echo $ID").strip()
@@ -429,12 +440,8 @@ def install(c: Connection, opts: BootstrapOptions, verified: VerifiedBundle) -> 
     else:
         steps += [f"{pip} branchline"]
     _run(c, " && ".join(steps))
-    out = c.run(f"{venv}/bin/branchline image install {_q(bundle)} --root {shlex.quote(root)}",
-                hide=True, warn=True, in_stream=False)
-    try:
-        result = json.loads(out.stdout)
-    except ValueError:
-        raise RuntimeError(f"install: the box's installer failed: {out.stderr.strip()[-1500:]}") from None
+    result = remote_json(c, f"{venv}/bin/branchline image install {_q(bundle)} --root {shlex.quote(root)}",
+                         "install: the box's installer")
     if result.get("outcome") != "committed":
         raise RuntimeError(f"install: {result.get('outcome')} at {result.get('check') or '-'}: {result.get('reason')}")
     _run(c, f"rm -rf {root}/{INSTALLER_DIR}")
@@ -446,12 +453,8 @@ def install(c: Connection, opts: BootstrapOptions, verified: VerifiedBundle) -> 
 def apply_config(c: Connection, opts: BootstrapOptions) -> StepResult:
     """A changed site config on a box whose release is installed already: into the
     running slot, restart, health check (``branchline image apply-config``)."""
-    out = c.run(f"{opts.root}/current/venv/bin/branchline image apply-config --root {shlex.quote(opts.root)}",
-                hide=True, warn=True, in_stream=False)
-    try:
-        result = json.loads(out.stdout)
-    except ValueError:
-        raise RuntimeError(f"apply-config failed: {out.stderr.strip()[-1500:]}") from None
+    result = remote_json(c, f"{opts.root}/current/venv/bin/branchline image apply-config --root "
+                            f"{shlex.quote(opts.root)}", "apply-config")
     if not result.get("ok"):
         raise RuntimeError(f"the edge is not healthy with the new site config: {result.get('detail')}")
     return StepResult("apply-config", result.get("detail") != "unchanged", str(result.get("detail")))
@@ -459,12 +462,8 @@ def apply_config(c: Connection, opts: BootstrapOptions) -> StepResult:
 
 def health(c: Connection, root: str) -> StepResult:
     """The application's own health check, once (``branchline image health``)."""
-    out = c.run(f"{root}/current/venv/bin/branchline image health --root {shlex.quote(root)}",
-                hide=True, warn=True, in_stream=False)
-    try:
-        result = json.loads(out.stdout)
-    except ValueError:
-        raise RuntimeError(f"health check could not run: {out.stderr.strip()[-1500:]}") from None
+    result = remote_json(c, f"{root}/current/venv/bin/branchline image health --root {shlex.quote(root)}",
+                         "the health check")
     checks = result.get("checks", [])
     if not result.get("ok"):
         raise RuntimeError("unhealthy: " + "; ".join(f"{k['name']}: {k['detail']}" for k in checks if not k["ok"]))
