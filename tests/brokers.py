@@ -32,27 +32,30 @@ def mosquitto_binary() -> str | None:
     )
 
 
-def _accepting(port: int) -> bool:
+def _accepting(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 class Mosquitto:
     """``start()`` / ``stop()`` / ``restart()`` a private broker on ``self.port``."""
 
     def __init__(self, workdir: Path, port: int | None = None, *, persistence: bool = True,
-                 password_file: Path | None = None, acl_file: Path | None = None) -> None:
+                 password_file: Path | None = None, acl_file: Path | None = None, host: str = "127.0.0.1") -> None:
+        """``host``: the address it listens on (loopback, or an address of a network
+        namespace the test made)."""
         binary = mosquitto_binary()
         if binary is None:
             raise RuntimeError("mosquitto is not installed (Debian package mosquitto)")
         self.binary = binary
         self.port = port or free_tcp_port()
+        self.host = host
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
         lines = [
-            f"listener {self.port} 127.0.0.1",
+            f"listener {self.port} {host}",
             "allow_anonymous true",
             f"persistence {'true' if persistence else 'false'}",
             f"persistence_location {workdir}/",
@@ -81,7 +84,7 @@ class Mosquitto:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"mqtt://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> None:
         assert self.proc is None, "already running"
@@ -90,7 +93,7 @@ class Mosquitto:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(lambda: _accepting(self.port), timeout_s, what=f"mosquitto on port {self.port}")
+        wait_for(lambda: _accepting(self.port, self.host), timeout_s, what=f"mosquitto on {self.host}:{self.port}")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM (mosquitto saves its persistence file), then wait for the exit."""

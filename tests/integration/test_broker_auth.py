@@ -53,17 +53,17 @@ FLEET_PASSWORD_URL = "fleet-s3cret%3Awith%40odd%2Fchars"
 class Secured:
     """The broker, its auth files and the fleet's URL (with the fleet's credentials)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, host: str = "127.0.0.1") -> None:
         files = tmp_path / "auth"
         files.mkdir()
         (files / "base.passwd").write_text(f"monitor:{hash_password('monitor-pw')}\n")
         (files / "base.acl").write_text("user monitor\ntopic read $SYS/#\n")
-        self.broker = Mosquitto(tmp_path / "mq", password_file=files / "passwd", acl_file=files / "acl")
+        self.broker = Mosquitto(tmp_path / "mq", password_file=files / "passwd", acl_file=files / "acl", host=host)
         self.auth = BrokerAuth(files / "passwd", files / "acl", pid_file=self.broker.pid_file,
                                fleet_username=FLEET_USER, fleet_password=FLEET_PASSWORD,
                                base_password_file=files / "base.passwd", base_acl_file=files / "base.acl",
                                confirm_url=self.broker.url)
-        self.fleet_url = f"mqtt://{FLEET_USER}:{FLEET_PASSWORD_URL}@127.0.0.1:{self.broker.port}"
+        self.fleet_url = f"mqtt://{FLEET_USER}:{FLEET_PASSWORD_URL}@{host}:{self.broker.port}"
 
     @property
     def url(self) -> str:

@@ -1,13 +1,19 @@
 """Bootstrap two boxes over real SSH (Debian openssh-server) with Fabric, in parallel,
 then again: the second run changes nothing and says so.
 
-The two "hosts" are two sshd processes on two loopback ports (not network namespaces:
-both share the machine's loopback), each in its own mount namespace: a private tmpfs
-on /run (sshd's privilege-separation dir, so the machine's /run is untouched), an
-overlay on /etc (the service user bootstrap creates lands in the box's own copy, not
-in the machine's /etc/passwd) and its own directory bound on /srv, so the boxes have
-separate file systems and each is provisioned at /srv/branchline. Whatever a box
-starts (its supervisord, the edge under it) is stopped by pid when the test ends.
+Each "host" is an sshd in its own network namespace (``bl-<pid>-box<i>``), joined to
+the test's namespace by a veth pair: the box is ``10.78.<i>.2``, the test's end
+``10.78.<i>.1`` (its default route, so a box reaches the fleet and the broker the test
+runs on the test's end of the first pair). Each sshd also has its own mount namespace:
+a private tmpfs on /run (sshd's privilege-separation dir, so the machine's /run is
+untouched), an overlay on /etc (the service user bootstrap creates lands in the box's
+own copy, not in the machine's /etc/passwd) and its own directory bound on /srv, so
+the boxes have separate file systems and each is provisioned at /srv/branchline.
+Whatever a box starts (its supervisord, the edge under it) is stopped by pid, then the
+namespace is deleted (its veth with it), when the test ends.
+
+Where network namespaces cannot be made, the hosts are two sshd on two loopback ports
+of the test's namespace instead, and the test says so (a warning naming the reason).
 
 This test lays boxes out without installing (``install=False``); the whole path --
 slot A installed, service started, healthy, enrolled and reporting -- is
@@ -23,7 +29,8 @@ import signal
 import socket
 import stat
 import subprocess
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,6 +38,7 @@ from fabric import Connection
 
 from provisioning.tasks import BootstrapOptions, bootstrap_many
 from tests.sipp import free_tcp_port, wait_for
+from tests.system.netlab import unavailable_reason
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
 pytestmark = [
@@ -40,18 +48,32 @@ pytestmark = [
 ]
 
 
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+
+
 class SshHost:
-    def __init__(self, workdir: Path, client_pub: str) -> None:
+    """One box: sshd as root in its own network and mount namespaces (``netns``), or on
+    a loopback port of the test's namespace (``netns=False``)."""
+
+    def __init__(self, workdir: Path, client_pub: str, index: int, *, netns: bool) -> None:
         workdir.mkdir()
         self.dir = workdir
         self.srv = workdir / "srv"
         self.srv.mkdir()
+        self.netns = f"bl-{os.getpid()}-box{index}" if netns else None
+        self.veth = f"bp{str(os.getpid())[-6:]}{index}"
+        if self.netns:
+            self.address, self.port = f"10.78.{index + 1}.2", 22
+            self.peer_address = f"10.78.{index + 1}.1"
+            self._make_netns()
+        else:
+            self.address, self.port, self.peer_address = "127.0.0.1", free_tcp_port(), "127.0.0.1"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / "host_key")], check=True)
         (workdir / "authorized_keys").write_text(client_pub)
-        self.port = free_tcp_port()
         config = workdir / "sshd_config"
         config.write_text(f"""Port {self.port}
-ListenAddress 127.0.0.1
+ListenAddress {self.address}
 HostKey {workdir}/host_key
 AuthorizedKeysFile {workdir}/authorized_keys
 PubkeyAuthentication yes
@@ -69,14 +91,30 @@ Subsystem sftp internal-sftp
                   f"mount -t overlay overlay -o lowerdir=/etc,upperdir={workdir}/etc-upper,"
                   f"workdir={workdir}/etc-work /etc && exec {SSHD} -D -e -f {config}")
         self.log = open(workdir / "sshd.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        enter = ["ip", "netns", "exec", self.netns] if self.netns else []
+        self.proc = subprocess.Popen([*enter, "unshare", "-m", "--propagation", "private", "sh", "-c", script],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self._listening, 10, what=f"sshd on {self.port}")
+        wait_for(self._listening, 10, what=f"sshd on {self.address}:{self.port}")
+
+    @property
+    def name(self) -> str:
+        """How the test addresses it (host, or host:port)."""
+        return self.address if self.port == 22 else f"{self.address}:{self.port}"
+
+    def _make_netns(self) -> None:
+        assert self.netns is not None
+        _ip("netns", "add", self.netns)
+        _ip("link", "add", self.veth, "type", "veth", "peer", "name", f"{self.veth}b", "netns", self.netns)
+        _ip("addr", "add", f"{self.peer_address}/30", "dev", self.veth)
+        _ip("link", "set", self.veth, "up")
+        for args in (("link", "set", "lo", "up"), ("addr", "add", f"{self.address}/30", "dev", f"{self.veth}b"),
+                     ("link", "set", f"{self.veth}b", "up"), ("route", "add", "default", "via", self.peer_address)):
+            _ip("-n", self.netns, *args)
 
     def _listening(self) -> bool:
         assert self.proc.poll() is None, (self.dir / "sshd.log").read_text()
         with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
+            return s.connect_ex((self.address, self.port)) == 0
 
     def stop(self) -> None:
         pid_file = self.srv / "branchline" / "run" / "supervisord.pid"
@@ -89,34 +127,49 @@ Subsystem sftp internal-sftp
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=10)
         self.log.close()
+        if self.netns:  # its veth goes with it
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=30)
 
 
 @pytest.fixture
 def hosts(tmp_path: Path) -> Iterator[tuple[list[SshHost], Path]]:
     key = tmp_path / "admin_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    why_not = unavailable_reason()
+    if why_not is not None:
+        warnings.warn(f"no network namespaces ({why_not}): the two hosts are sshd on two loopback ports",
+                      stacklevel=1)
     made: list[SshHost] = []
     try:
         for i in range(2):
-            made.append(SshHost(tmp_path / f"host{i}", (tmp_path / "admin_key.pub").read_text()))
+            made.append(SshHost(tmp_path / f"host{i}", (tmp_path / "admin_key.pub").read_text(), i,
+                                netns=why_not is None))
         yield made, key
     finally:
         for h in made:
             h.stop()
 
 
+def connector(boxes: list[SshHost], key: Path) -> tuple[dict[str, SshHost], Callable[[str], Connection]]:
+    """The boxes by name, and ``connect(name)`` for provisioning (root, the test's key)."""
+    by_name = {h.name: h for h in boxes}
+
+    def connect(name: str) -> Connection:
+        h = by_name[name]
+        return Connection(h.address, port=h.port, user="root", connect_kwargs={
+            "key_filename": str(key), "look_for_keys": False, "allow_agent": False})
+
+    return by_name, connect
+
+
 def test_bootstrap_two_hosts_in_parallel_then_no_changes(tmp_path: Path, hosts: tuple[list[SshHost], Path]) -> None:
     boxes, key = hosts
     bundle = tmp_path / "branchline-1.0.0.bundle"
     bundle.write_bytes(os.urandom(200_000))
-    by_name = {f"127.0.0.1:{h.port}": h for h in boxes}
-
-    def connect(name: str) -> Connection:
-        return Connection("127.0.0.1", port=by_name[name].port, user="root",
-                          connect_kwargs={"key_filename": str(key), "look_for_keys": False, "allow_agent": False})
+    by_name, connect = connector(boxes, key)
 
     def opts(name: str) -> BootstrapOptions:
-        site = f"branch-{by_name[name].port}"
+        site = f"branch-{by_name[name].dir.name}"
         return BootstrapOptions(site=site, fleet_url="http://127.0.0.1:1", bundle=bundle, root="/srv/branchline",
                                 site_config={"api": {"socket": "var/edge.sock"}}, install=False,
                                 service_user="blsvc")
@@ -133,7 +186,7 @@ def test_bootstrap_two_hosts_in_parallel_then_no_changes(tmp_path: Path, hosts: 
         root = h.srv / "branchline"
         assert (root / "incoming" / bundle.name).read_bytes() == bundle.read_bytes()
         assert (root / "identity" / "device.key").read_text().startswith("-----BEGIN PRIVATE KEY-----")
-        assert f"branch-{h.port}" in (root / "etc" / "site.yaml").read_text()
+        assert f"branch-{h.dir.name}" in (root / "etc" / "site.yaml").read_text()
         # the service user exists in the box's /etc only, and owns the box's data
         assert "blsvc:" in (h.dir / "etc-upper" / "passwd").read_text()
         uid = int((h.dir / "etc-upper" / "passwd").read_text().split("blsvc:")[1].split(":")[1])

@@ -1,20 +1,26 @@
 """Bootstrap two sshd hosts in parallel from nothing to "installed, enrolled and
-reporting to the fleet", then again: no changes.
+reporting to the fleet", look after them, roll a release out to one, then bootstrap
+again: no changes.
 
-The hosts are the ones of test_provision_bootstrap.py (two sshd processes on loopback
-ports, each in its own mount namespace with its own /etc and /srv). The fleet is the
-real NOC API (uvicorn) next to a real mosquitto. An admin issues one enrollment token
-per site through the API; ``bootstrap`` verifies the signed bundle, creates the service
+The hosts are the ones of test_provision_bootstrap.py: two sshd, each in its own
+network namespace (a veth to the test's namespace; loopback ports where namespaces
+cannot be made) and mount namespace (its own /etc and /srv). The fleet is the real
+NOC API (uvicorn) and a real mosquitto whose password and ACL files the fleet keeps,
+both listening where the boxes reach them. An admin issues one enrollment token per
+site through the API; ``bootstrap`` verifies the signed bundle, creates the service
 user, lays out each box, generates its identity key on the box, enrolls it with the
 fleet (its public key, the token), writes the site config, starts the box's own
 supervisord, installs the bundle into slot A with the box's own installer (which
-starts the edge and commits only when its health check passes) and runs the health
-check again. "Reporting" is then shown for real: each box's edge -- running from slot
-A as the service user under the box's supervisord -- publishes its retained ``state``
-online for its site.
+starts the edge and commits only when its health check passes), starts the updater
+and runs the health check again. "Reporting" is shown for real: each box's edge --
+running from slot A as the service user under the box's supervisord -- publishes its
+retained ``state`` online for its site with its own MQTT credentials. Then ``provision
+status``, ``collect-logs`` (no secret in the support bundle) and ``rotate-credentials``
+(the old password refused, the edge back online on the new one), and a fleet campaign
+that updates one box to 1.0.1 through the edge's request and the box's updater.
 
 The bundle holds the project wheel only; its dependencies come from the test's
-site-packages (``deps_site_packages``), which keeps the two installs to seconds.
+site-packages (``deps_site_packages``), which keeps the installs to seconds.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from provisioning.maintain import REDACTED, box_status, collect_logs, rotate_cre
 from provisioning.tasks import BootstrapOptions, bootstrap_many
 from tests.integration.test_broker_auth import Secured, refused
 from tests.integration.test_image_install import project_wheel  # noqa: F401 (session fixture)
-from tests.integration.test_provision_bootstrap import SshHost, hosts, pytestmark  # noqa: F401 (fixture, marks)
+from tests.integration.test_provision_bootstrap import SshHost, connector, hosts, pytestmark  # noqa: F401
 from tests.integration.test_rollout_update import ADMIN, fleet_api, upload
 from tests.sipp import default_edge_config, wait_for_async, wait_for_coro
 
@@ -60,22 +66,21 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
     bundle = tmp_path / "branchline-1.0.0.bundle"
     make_bundle(bundle, version="1.0.0", key=signing_key, wheels=[project_wheel], files_dir=None,
                 build_time=1_700_000_000)
-    by_name = {f"127.0.0.1:{h.port}": h for h in boxes}
-    site_of = {name: f"branch-{h.port}" for name, h in by_name.items()}
-    secured = Secured(tmp_path)
+    by_name, connect = connector(boxes, key)
+    site_of = {name: f"branch-{h.dir.name}" for name, h in by_name.items()}
+    # the fleet and the broker listen where the boxes reach them: the test's end of the
+    # first box's veth (both boxes route there), or loopback when there are no namespaces
+    fleet_host = boxes[0].peer_address
+    secured = Secured(tmp_path, host=fleet_host)
     secured.auth.write([])
     with secured.broker as broker:
-        async with fleet_api(tmp_path, secured.fleet_url, broker_auth=secured.auth) as api:
+        async with fleet_api(tmp_path, secured.fleet_url, host=fleet_host, broker_auth=secured.auth) as api:
             tokens: dict[str, str] = {}
             for name, site in site_of.items():
                 r = await api.post("/api/v1/enroll-tokens", json={"site": site, "expires_in_s": 600})
                 assert r.status_code == 201, r.text
                 tokens[name] = r.json()["token"]
             configs = {name: _edge_config() for name in by_name}
-
-            def connect(name: str) -> Connection:
-                return Connection("127.0.0.1", port=by_name[name].port, user="root", connect_kwargs={
-                    "key_filename": str(key), "look_for_keys": False, "allow_agent": False})
 
             def opts(name: str) -> BootstrapOptions:
                 return BootstrapOptions(site=site_of[name], fleet_url=str(api.base_url), bundle=bundle,

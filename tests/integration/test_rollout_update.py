@@ -52,9 +52,10 @@ ADMIN = "rollout-test-admin-token"
 
 
 @asynccontextmanager
-async def fleet_api(tmp_path: Path, broker_url: str | None, **state: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The NOC API on a free port (lifespan on: rollout tables and control loop);
-    yields a client with the admin token."""
+async def fleet_api(tmp_path: Path, broker_url: str | None, *, host: str = "127.0.0.1",
+                    **state: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """The NOC API on a free port of ``host`` (lifespan on: rollout tables and control
+    loop); yields a client with the admin token."""
     store = await FleetStore.open(f"sqlite+aiosqlite:///{tmp_path / 'fleet.db'}")
     tokens = TokenRegistry()
     tokens.issue("admin", Role.admin, created_by="test", secret=ADMIN)
@@ -66,12 +67,12 @@ async def fleet_api(tmp_path: Path, broker_url: str | None, **state: Any) -> Asy
     for key, value in state.items():
         setattr(app.state, key, value)
     port = free_tcp_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
     try:
         await wait_for_async(lambda: server.started or task.done(), 20, what="uvicorn started")
         assert not task.done(), task
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30,
                                      headers={"Authorization": f"Bearer {ADMIN}"}) as client:
             client.app_state = app.state  # type: ignore[attr-defined]
             yield client
