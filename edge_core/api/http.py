@@ -80,10 +80,11 @@ def create_app(view: EdgeView, *, keepalive_s: float = 15.0) -> FastAPI:
         description="Local control of one edge: status, calls, registrations, queues, agents, events.",
     )
     app.state.view = view
-    from edge_core.api import diagnostics, hardware
+    from edge_core.api import diagnostics, hardware, software
 
     app.include_router(hardware.router)
     app.include_router(diagnostics.router)
+    app.include_router(software.router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

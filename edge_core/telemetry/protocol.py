@@ -203,7 +203,8 @@ class UpdateArgs(_Msg):
     """``args`` of the ``update`` command: where the bundle is and what it must be."""
 
     url: str = Field(min_length=1, max_length=2000)
-    """HTTP(S) URL of the bundle at the fleet (``GET`` with ``Range`` to resume)."""
+    """HTTP(S) URL of the bundle at the fleet (``GET`` with ``Range`` to resume), or a
+    ``file://`` URL of a bundle on the box (an install from the console, from a USB stick)."""
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     """SHA-256 of the whole bundle file (checked after download, before the installer)."""
     size: int = Field(ge=1)
