@@ -40,6 +40,7 @@ from tui.panes.drill import DrillPane
 from tui.panes.events import EventsPane
 from tui.panes.lines import LinesPane
 from tui.panes.overview import OverviewPane
+from tui.panes.software import SoftwarePane
 from tui.screens import ConfirmScreen, HelpScreen
 
 __all__ = ["ConsoleApp", "READS"]
@@ -47,7 +48,7 @@ __all__ = ["ConsoleApp", "READS"]
 READS = {
     "status": "/v1/status", "calls": "/v1/calls", "queues": "/v1/queues", "agents": "/v1/agents",
     "registrations": "/v1/registrations", "trunks": "/v1/trunks", "config": "/v1/config",
-    "fleet": "/v1/diagnostics/fleet", "hardware": "/v1/hardware",
+    "fleet": "/v1/diagnostics/fleet", "hardware": "/v1/hardware", "software": "/v1/software",
 }  # fmt: skip
 """Snapshot kind -> the endpoint it is read from."""
 STALE = {
@@ -59,12 +60,14 @@ STALE = {
     "alarm": ("hardware",), "hardware_readings": ("hardware",), "panel": ("hardware",),
 }  # fmt: skip
 """Event type -> the snapshots it makes stale."""
-TABS = ("overview", "calls", "lines", "diagnostics", "config", "drill", "events")
+TABS = ("overview", "calls", "lines", "diagnostics", "config", "drill", "events", "software")
 REFRESH_S = 2.0
 FLEET_S = 15.0
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 4.0
 SLOW_TIMEOUT_S = 30.0
+INSTALL_TIMEOUT_S = 300.0
+"""The edge checks a bundle (signature, every hash) before it answers an install."""
 
 
 class ConsoleApp(App[None]):
@@ -113,6 +116,8 @@ class ConsoleApp(App[None]):
                 yield DrillPane(id="drill-pane")
             with TabPane("7 Events", id="events"):
                 yield EventsPane(id="events-pane")
+            with TabPane("8 Software", id="software"):
+                yield SoftwarePane(id="software-pane")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -449,6 +454,33 @@ class ConsoleApp(App[None]):
 
         self._confirm("Roll back to the config that ran before the console's last apply?",
                       lambda: self.run_worker(run(), group="config"))  # fmt: skip
+
+    # -- software -------------------------------------------------------------------------------
+    def install_bundle(self, path: str) -> None:
+        """Install the bundle file ``path`` (on this box) after a confirmation; the edge
+        verifies it first and refuses it with the check that failed."""
+        pane: SoftwarePane = self.pane("software")
+        path = os.path.abspath(os.path.expanduser(path))
+
+        async def run() -> None:
+            pane.result(f"checking {path} … (the edge verifies the signature and every hash)")
+            try:
+                answer = await self.edge.post("/v1/software/install", {"path": path}, timeout_s=INSTALL_TIMEOUT_S)
+            except EdgeError as exc:
+                what = "failed: the edge did not answer" if exc.status == 0 else "refused"
+                pane.result(f"{what}: {exc.message}", error=True)
+                self._report(f"install {path}: {what}: {exc.message}", error=True)
+                return
+            finally:
+                self.mark_stale("software")
+            version = answer.get("version", "?")
+            pane.pending = {"version": version, "report_id": answer.get("report_id")}
+            pane.result(f"accepted: installing {version} … the edge restarts when no call is active; "
+                        f"the console reconnects (report {answer.get('report_id', '?')})")  # fmt: skip
+            self._report(f"install {path}: accepted, installing {version}")
+
+        self._confirm(f"Install {path}? The edge restarts when no call is active; a failed health check rolls back.",
+                      lambda: self.run_worker(run(), group="software", exclusive=True))  # fmt: skip
 
 
 def _problems(problems: list[tuple[str, str]]) -> str:

@@ -14,7 +14,7 @@ class ConsoleCommands(Provider):
         app: Any = self.app
         tabs = [("overview", "Overview"), ("calls", "Calls and queues"), ("lines", "Trunks and phones"),
                 ("diagnostics", "Diagnostics"), ("config", "Configuration"), ("drill", "Drill and maintenance"),
-                ("events", "Events and logs")]  # fmt: skip
+                ("events", "Events and logs"), ("software", "Software")]  # fmt: skip
         out: list[tuple[str, Callable[[], Any], str]] = [
             (f"Go to {label}", partial(app.action_tab, tab), f"show the {label.lower()} tab") for tab, label in tabs
         ]
@@ -31,6 +31,8 @@ class ConsoleCommands(Provider):
             ("Save support bundle", app.save_bundle, ".tar.gz with config, logs and diagnostics; secrets redacted"),
             ("Apply loaded config", app.apply_loaded_config, "apply the validated file as a local override"),
             ("Roll back config", app.rollback_config, "apply the config from before the last apply again"),
+            ("Install a bundle file", partial(app.action_tab, "software"),
+             "software tab: type the bundle's path (USB stick), enter; verified, health-checked"),
             ("Refresh now", app.action_refresh, "read everything from the edge again"),
             ("Help", app.action_help, "every key of the console"),
         ]  # fmt: skip

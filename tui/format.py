@@ -4,6 +4,7 @@ never only a colour, so the console reads the same on a monochrome terminal."""
 from __future__ import annotations
 
 import difflib
+import time
 from typing import Any
 
 import yaml
@@ -80,3 +81,22 @@ def event_line(event: dict[str, Any]) -> str:
         return (f"stats     calls {counts.get('calls_active', 0)} waiting {counts.get('calls_waiting', 0)} "
                 f"phones {counts.get('registrations', 0)}")  # fmt: skip
     return f"{kind:<9} " + " ".join(f"{k}={v}" for k, v in rest.items())
+
+
+def local_time(at: float | None, *, date: bool = True) -> str:
+    """A UNIX time as the box's local time, ``2024-05-01 10:42:07`` (``10:42:07``
+    without the date); ``-`` for None."""
+    if at is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", time.localtime(at))
+
+
+def software_event_line(entry: dict[str, Any]) -> str:
+    """One install event of ``GET /v1/software``'s history: local time, event, slot,
+    version, the failing check and the first line of the reason."""
+    reason = str(entry.get("reason") or "").strip().splitlines()
+    check = entry.get("check")
+    why = f"{check}: " if check else ""
+    why += reason[0] if reason else ""
+    return (f"{local_time(entry.get('at'))}  {str(entry.get('event', '?')):<11} "
+            f"{str(entry.get('slot') or '-'):<2} {entry.get('version') or '?'}" + (f"  {why}" if why else ""))  # fmt: skip

@@ -15,7 +15,7 @@ HELP = """\
 Branchline technician console — every action has a key.
 
 Anywhere
-  1..7         overview, calls, trunks, diagnostics, config, drill, events
+  1..8         overview, calls, trunks, diagnostics, config, drill, events, software
   ctrl+p       command palette (every action by name)
   ctrl+r       refresh now            ?  this help        q  quit
   tab          next field/table       escape  leave a field
@@ -43,6 +43,10 @@ Drill and maintenance (6)
 
 Events (7)
   /  filter (words, e.g. "agent dana")   c  clear
+
+Software (8)  — A/B slots, last rollback and why, last update, installs
+  i  install a bundle file (USB stick): type its path, enter (asks first;
+     verified, health-checked, rolled back on failure; the edge restarts)
 """
 
 
