@@ -11,6 +11,7 @@ release whose health check fails is rolled back, and the console reads why.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import site
@@ -149,3 +150,27 @@ def test_an_edge_not_run_from_a_slot_says_so(tmp_path: Path) -> None:
     assert software_state(None)["installed"] is False
     empty = software_state(tmp_path)
     assert empty["installed"] is False and "nothing was installed" in empty["reason"]
+
+
+async def test_the_console_installs_a_file_on_a_real_box(box: Box, tmp_path: Path) -> None:
+    """The technician's whole path, through the console's Software tab on a real edge:
+    type the file, confirm, follow the restart to the committed release."""
+    from tests.integration.test_tui_console import goto, text, until
+    from tui.app import ConsoleApp
+    from tui.screens import ConfirmScreen
+
+    assert (await asyncio.to_thread(box.installer.install, box.bundle("1.0.0"))).outcome == "committed"
+    good = box.bundle("1.1.0")
+    socket_path = box.probe().endpoints.api_socket
+    app = ConsoleApp(str(socket_path), bundle_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: app.connected, "connected", 20)
+        await goto(pilot, "8", "software")
+        await until(pilot, lambda: "slot a  1.0.0  good" in text(app, "#software-state"), "slot a shown")
+        await pilot.press("i", *str(good), "enter")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: "finished: COMMITTED 1.1.0" in text(app, "#software-result"),
+                    "the install to finish", 90)
+        await until(pilot, lambda: "slot b  1.1.0  good" in text(app, "#software-state"), "slot b shown")
+    assert box.layout.current() == "b" and box.layout.load().slots["b"].status == "good"
