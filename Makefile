@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 # System packages the tests talk to: name of a binary -> Debian package.
 TEST_TOOLS := sipp:sip-tester mosquitto:mosquitto chromium:chromium chromedriver:chromium-driver \
               socat:socat node:nodejs npm:npm nft:nftables sshd:openssh-server supervisord:supervisor \
-              tmux:tmux openssl:openssl pip3:python3-pip
+              tmux:tmux openssl:openssl pip3:python3-pip sudo:sudo
 
 .PHONY: demo test venv system-deps lint bench-quick clean
 

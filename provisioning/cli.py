@@ -95,7 +95,7 @@ def _rotate(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("hosts", nargs="+", metavar="HOST", help="host or host:port")
-    p.add_argument("--user", default="root", help="SSH user (root, key only; sudo is not supported yet)")
+    p.add_argument("--user", default="root", help="SSH user: root, or an admin with password-less sudo (key only)")
     p.add_argument("--key", help="SSH private key")
     p.add_argument("--root", default="/opt/branchline")
     p.add_argument("--parallel", type=int, default=8)

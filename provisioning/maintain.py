@@ -35,6 +35,7 @@ import yaml
 from fabric import Connection
 
 from images.service import EDGE_SERVICE
+from provisioning.remote import Remote, as_root
 from provisioning.tasks import StepResult, _exists, _read, _run, fleet_request, remote_json
 
 SECRET_KEY = re.compile(r"pass(word)?|secret|token|private|psk|credential", re.IGNORECASE)
@@ -60,11 +61,11 @@ def redact_text(text: str) -> str:
     return SECRET_PAIR.sub(lambda m: m.group("key") + REDACTED, text)
 
 
-def _host(c: Connection) -> str:
+def _host(c: Remote) -> str:
     return c.host if c.port == 22 else f"{c.host}:{c.port}"
 
 
-def _service_line(c: Connection, root: str) -> str:
+def _service_line(c: Remote, root: str) -> str:
     settings = yaml.safe_load(_read(c, f"{root}/etc/updater.yaml") or b"") or {}
     if settings.get("service") == "supervisor":
         cmd = f"supervisorctl -c {shlex.quote(root)}/etc/supervisord.conf status {EDGE_SERVICE}"
@@ -73,7 +74,7 @@ def _service_line(c: Connection, root: str) -> str:
     return str(c.run(cmd, hide=True, warn=True, in_stream=False).stdout).strip() or "unknown"
 
 
-def _health(c: Connection, root: str) -> dict[str, Any]:
+def _health(c: Remote, root: str) -> dict[str, Any]:
     exe = f"{root}/current/venv/bin/branchline"
     if not _exists(c, exe):
         return {"ok": False, "checks": [{"name": "slot", "ok": False, "detail": "nothing installed"}]}
@@ -116,7 +117,8 @@ class BoxStatus:
         return out
 
 
-def box_status(c: Connection, root: str) -> BoxStatus:
+def box_status(connection: Connection, root: str) -> BoxStatus:
+    c = as_root(connection)
     report = BoxStatus(_host(c))
     try:
         enrollment = json.loads(_read(c, f"{root}/etc/enrollment.json") or b"{}")
@@ -151,8 +153,9 @@ def _redacted_file(raw: bytes, name: str) -> bytes:
     return yaml.safe_dump(redact(doc), sort_keys=False).encode()
 
 
-def collect_logs(c: Connection, root: str, out_dir: Path) -> Path:
+def collect_logs(connection: Connection, root: str, out_dir: Path) -> Path:
     """A support bundle of this box in ``out_dir``; returns its path."""
+    c = as_root(connection)
     host = _host(c)
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -182,9 +185,10 @@ def collect_logs(c: Connection, root: str, out_dir: Path) -> Path:
     return path
 
 
-def rotate_credentials(c: Connection, root: str, fleet_url: str, admin_token: str) -> list[StepResult]:
+def rotate_credentials(connection: Connection, root: str, fleet_url: str, admin_token: str) -> list[StepResult]:
     """New MQTT credentials for the box's site from the fleet, into its site config,
     applied (restart, health check)."""
+    c = as_root(connection)
     try:
         enrollment = json.loads(_read(c, f"{root}/etc/enrollment.json") or b"{}")
         site = enrollment.get("site_id")

@@ -30,8 +30,8 @@ owned by the service user: it holds the MQTT password), and ``ROOT/etc/enrollmen
 records which identity key was enrolled. A box whose record matches its key is not
 enrolled again (a token works once): its existing ``telemetry:`` section is kept.
 
-Logging in as root (key only) is what this supports; a non-root admin with sudo is
-not supported yet.
+Login: root, or an admin user who may ``sudo`` without a password (every step then
+runs through ``sudo -n``: provisioning.remote), with an SSH key.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from fabric import Connection
 
 from images.bundle import VerifiedBundle
 from images.manifest import Manifest
+from provisioning.remote import Remote, as_root
 
 SUPPORTED_ARCH = ("x86_64", "aarch64")
 SUPPORTED_OS = ("debian",)
@@ -117,15 +118,15 @@ class BootstrapOptions:
     the box instead of the bundle's wheels (a bundle holding only the project wheel)."""
 
 
-def _run(c: Connection, cmd: str) -> str:
+def _run(c: Remote, cmd: str) -> str:
     return str(c.run(cmd, hide=True, in_stream=False).stdout)
 
 
-def _ok(c: Connection, cmd: str) -> bool:
+def _ok(c: Remote, cmd: str) -> bool:
     return bool(c.run(cmd, hide=True, warn=True, in_stream=False).ok)
 
 
-def _exists(c: Connection, path: str) -> bool:
+def _exists(c: Remote, path: str) -> bool:
     return _ok(c, f"test -e {shlex.quote(path)}")
 
 
@@ -133,7 +134,7 @@ def _q(*parts: str) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def remote_json(c: Connection, cmd: str, what: str) -> dict[str, Any]:
+def remote_json(c: Remote, cmd: str, what: str) -> dict[str, Any]:
     """Run a ``branchline`` command that answers one JSON object on the box; its answer
     whatever its exit status (the object says what failed), RuntimeError naming
     ``what`` with its stderr when there is no such answer."""
@@ -144,7 +145,7 @@ def remote_json(c: Connection, cmd: str, what: str) -> dict[str, Any]:
         raise RuntimeError(f"{what} failed: {out.stderr.strip()[-1500:]}") from None
 
 
-def check_platform(c: Connection) -> StepResult:
+def check_platform(c: Remote) -> StepResult:
     arch = _run(c, "uname -m").strip()
     os_id = _run(c, ". /etc/os-release && echo $ID").strip()
     if arch not in SUPPORTED_ARCH or os_id not in SUPPORTED_OS:
@@ -157,7 +158,7 @@ def required_packages(opts: BootstrapOptions) -> list[str]:
             *(["supervisor"] if opts.service == "supervisor" else [])]
 
 
-def packages(c: Connection, opts: BootstrapOptions) -> StepResult:
+def packages(c: Remote, opts: BootstrapOptions) -> StepResult:
     wanted = required_packages(opts)
     missing = [p for p in wanted
                if not _ok(c, f"dpkg-query -W -f='${{Status}}' {shlex.quote(p)} 2>/dev/null | grep -q 'ok installed'")]
@@ -178,7 +179,7 @@ def verify_bundle_locally(opts: BootstrapOptions) -> VerifiedBundle:
     return verify_bundle(opts.bundle, load_public_key(opts.bundle_public_key, "bundle public key"))
 
 
-def check_bundle_fits(c: Connection, opts: BootstrapOptions, manifest: Manifest) -> StepResult:
+def check_bundle_fits(c: Remote, opts: BootstrapOptions, manifest: Manifest) -> StepResult:
     probe = ("import sys, sysconfig; print(sysconfig.get_platform().replace('-', '_').replace('.', '_'), "
              "f'cp{sys.version_info[0]}{sys.version_info[1]}')")
     platform, python = _run(c, f"{shlex.quote(opts.python)} -c {shlex.quote(probe)}").split()
@@ -188,7 +189,7 @@ def check_bundle_fits(c: Connection, opts: BootstrapOptions, manifest: Manifest)
     return StepResult("bundle-fits", False, f"{manifest.version} for {platform} {python}")
 
 
-def service_user(c: Connection, opts: BootstrapOptions) -> StepResult:
+def service_user(c: Remote, opts: BootstrapOptions) -> StepResult:
     user = opts.service_user
     if _ok(c, f"id -u {shlex.quote(user)}"):
         return StepResult("service-user", False, f"{user} exists")
@@ -197,7 +198,7 @@ def service_user(c: Connection, opts: BootstrapOptions) -> StepResult:
     return StepResult("service-user", True, f"created system user {user}")
 
 
-def make_layout(c: Connection, root: str, user: str = "") -> StepResult:
+def make_layout(c: Remote, root: str, user: str = "") -> StepResult:
     dirs = [f"{root}/{d}" for d in ("slots/a", "slots/b", "etc", "data", "log", "identity", "incoming", "run")]
     missing = [d for d in dirs if not _exists(c, d)]
     if missing:
@@ -212,7 +213,7 @@ def make_layout(c: Connection, root: str, user: str = "") -> StepResult:
     return StepResult("layout", bool(what), ", ".join(what) or "present")
 
 
-def upload_bundle(c: Connection, bundle: Path, root: str) -> StepResult:
+def upload_bundle(c: Remote, bundle: Path, root: str) -> StepResult:
     digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
     remote = f"{root}/incoming/{bundle.name}"
     if _exists(c, remote) and _run(c, f"sha256sum {shlex.quote(remote)}").split()[0] == digest:
@@ -224,7 +225,7 @@ def upload_bundle(c: Connection, bundle: Path, root: str) -> StepResult:
     return StepResult("bundle", True, f"uploaded {bundle.name} (sha256 {digest[:12]})")
 
 
-def identity_key(c: Connection, root: str, user: str = "") -> tuple[StepResult, str]:
+def identity_key(c: Remote, root: str, user: str = "") -> tuple[StepResult, str]:
     key = f"{root}/identity/device.key"
     changed = False
     if not _exists(c, key):
@@ -235,7 +236,7 @@ def identity_key(c: Connection, root: str, user: str = "") -> tuple[StepResult, 
     return StepResult("identity", changed, "generated on the box" if changed else "present"), public
 
 
-def _read(c: Connection, path: str) -> bytes | None:
+def _read(c: Remote, path: str) -> bytes | None:
     if not _exists(c, path):
         return None
     buf = BytesIO()
@@ -243,7 +244,7 @@ def _read(c: Connection, path: str) -> bytes | None:
     return buf.getvalue()
 
 
-def _write_if_changed(c: Connection, path: str, body: bytes, name: str, mode: str = "644",
+def _write_if_changed(c: Remote, path: str, body: bytes, name: str, mode: str = "644",
                       owner: str = "") -> StepResult:
     if _read(c, path) == body:
         return StepResult(name, False, "up to date")
@@ -277,7 +278,7 @@ def fleet_request(fleet_url: str, path: str, body: dict[str, Any], *, what: str,
         raise RuntimeError(f"{what}: cannot reach {fleet_url}: {exc}") from None
 
 
-def enroll(c: Connection, opts: BootstrapOptions,
+def enroll(c: Remote, opts: BootstrapOptions,
            public_key: str) -> tuple[StepResult, dict[str, Any] | None, dict[str, Any] | None]:
     """Enroll the box's key with the fleet, once; returns the ``telemetry:`` section to
     write (the box's existing one when it is enrolled already) and the enrollment record
@@ -301,7 +302,7 @@ def enroll(c: Connection, opts: BootstrapOptions,
             dict(answer["telemetry"]), record)
 
 
-def write_enrollment_record(c: Connection, opts: BootstrapOptions, record: dict[str, Any]) -> None:
+def write_enrollment_record(c: Remote, opts: BootstrapOptions, record: dict[str, Any]) -> None:
     """Written last: a bootstrap cut before the site config holds the telemetry section
     enrolls again on the next run (with a new token) rather than leaving a mute box."""
     c.put(BytesIO(json.dumps(record, indent=1, sort_keys=True).encode()), f"{opts.root}/etc/enrollment.json")
@@ -321,7 +322,7 @@ def updater_settings(opts: BootstrapOptions) -> dict[str, Any]:
     return {**base, **opts.updater}
 
 
-def updater_config(c: Connection, opts: BootstrapOptions) -> list[StepResult]:
+def updater_config(c: Remote, opts: BootstrapOptions) -> list[StepResult]:
     """``etc/bundle.pub`` (when given) and ``etc/updater.yaml`` for the installer and agent."""
     steps = []
     if opts.bundle_public_key:
@@ -331,7 +332,7 @@ def updater_config(c: Connection, opts: BootstrapOptions) -> list[StepResult]:
     return steps
 
 
-def site_config(c: Connection, opts: BootstrapOptions, telemetry: dict[str, Any] | None = None) -> StepResult:
+def site_config(c: Remote, opts: BootstrapOptions, telemetry: dict[str, Any] | None = None) -> StepResult:
     doc: dict[str, Any] = {"site": {"id": opts.site, "name": opts.site, "timezone": "UTC"}, **opts.site_config}
     if telemetry:
         doc["telemetry"] = telemetry
@@ -339,7 +340,7 @@ def site_config(c: Connection, opts: BootstrapOptions, telemetry: dict[str, Any]
     return _write_if_changed(c, f"{opts.root}/etc/site.yaml", body, "site-config", "600", opts.service_user)
 
 
-def service(c: Connection, opts: BootstrapOptions) -> StepResult:
+def service(c: Remote, opts: BootstrapOptions) -> StepResult:
     """The edge's and the updater's service definitions, enabled (the install step starts
     the edge; :func:`updater` starts the updater once a slot exists)."""
     from images.service import (
@@ -380,7 +381,7 @@ def service(c: Connection, opts: BootstrapOptions) -> StepResult:
     return StepResult("service", False, "supervisord running, definitions up to date")
 
 
-def updater(c: Connection, opts: BootstrapOptions) -> StepResult:
+def updater(c: Remote, opts: BootstrapOptions) -> StepResult:
     """The updater service runs (it takes the edge's update requests; needs a slot)."""
     from images.updater import UPDATER_SERVICE
 
@@ -397,13 +398,13 @@ def updater(c: Connection, opts: BootstrapOptions) -> StepResult:
     return StepResult("updater", True, f"started {UPDATER_SERVICE}")
 
 
-def _box_state(c: Connection, root: str) -> tuple[str | None, dict[str, Any]]:
+def _box_state(c: Remote, root: str) -> tuple[str | None, dict[str, Any]]:
     current = _run(c, f"readlink {shlex.quote(root)}/current || true").strip()
     raw = _read(c, f"{root}/state.json")
     return (current.rsplit("/", 1)[-1] or None), (json.loads(raw) if raw else {})
 
 
-def install(c: Connection, opts: BootstrapOptions, verified: VerifiedBundle) -> StepResult:
+def install(c: Remote, opts: BootstrapOptions, verified: VerifiedBundle) -> StepResult:
     """Slot A from the bundle, through the box's own installer; nothing when a good slot
     runs this very release (same manifest) already, or a newer one (a box updated by the
     fleet since: bootstrap never downgrades it)."""
@@ -450,7 +451,7 @@ def install(c: Connection, opts: BootstrapOptions, verified: VerifiedBundle) -> 
                                       f"(healthy {healthy_s:.1f} s after the start)")
 
 
-def apply_config(c: Connection, opts: BootstrapOptions) -> StepResult:
+def apply_config(c: Remote, opts: BootstrapOptions) -> StepResult:
     """A changed site config on a box whose release is installed already: into the
     running slot, restart, health check (``branchline image apply-config``)."""
     result = remote_json(c, f"{opts.root}/current/venv/bin/branchline image apply-config --root "
@@ -460,7 +461,7 @@ def apply_config(c: Connection, opts: BootstrapOptions) -> StepResult:
     return StepResult("apply-config", result.get("detail") != "unchanged", str(result.get("detail")))
 
 
-def health(c: Connection, root: str) -> StepResult:
+def health(c: Remote, root: str) -> StepResult:
     """The application's own health check, once (``branchline image health``)."""
     result = remote_json(c, f"{root}/current/venv/bin/branchline image health --root {shlex.quote(root)}",
                          "the health check")
@@ -470,7 +471,8 @@ def health(c: Connection, root: str) -> StepResult:
     return StepResult("health", False, "passed: " + ", ".join(k["name"] for k in checks))
 
 
-def bootstrap(c: Connection, opts: BootstrapOptions) -> HostReport:
+def bootstrap(connection: Connection, opts: BootstrapOptions) -> HostReport:
+    c = as_root(connection)
     report = HostReport(c.host if c.port == 22 else f"{c.host}:{c.port}")
     user = opts.service_user
     try:

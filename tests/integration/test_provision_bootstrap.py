@@ -12,6 +12,10 @@ the boxes have separate file systems and each is provisioned at /srv/branchline.
 Whatever a box starts (its supervisord, the edge under it) is stopped by pid, then the
 namespace is deleted (its veth with it), when the test ends.
 
+Each box also has an admin user (``bladmin``) who may sudo without a password, in its
+own /etc: this test provisions the first box as root and the second as that admin
+(every step through ``sudo -n``); test_provision_enroll.py does all of it as the admin.
+
 Where network namespaces cannot be made, the hosts are two sshd on two loopback ports
 of the test's namespace instead, and the test says so (a warning naming the reason).
 
@@ -41,6 +45,9 @@ from tests.sipp import free_tcp_port, wait_for
 from tests.system.netlab import unavailable_reason
 
 SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+SUDO = shutil.which("sudo")
+ADMIN_USER = "bladmin"
+"""The non-root login provisioning uses through ``sudo -n`` (when sudo is installed)."""
 pytestmark = [
     pytest.mark.skipif(SSHD is None, reason="sshd missing (Debian package openssh-server)"),
     pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -75,7 +82,7 @@ class SshHost:
         config.write_text(f"""Port {self.port}
 ListenAddress {self.address}
 HostKey {workdir}/host_key
-AuthorizedKeysFile {workdir}/authorized_keys
+AuthorizedKeysFile /run/bl-keys/authorized_keys
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
@@ -87,9 +94,17 @@ Subsystem sftp internal-sftp
 """)
         (workdir / "etc-upper").mkdir()
         (workdir / "etc-work").mkdir()
-        script = (f"mount -t tmpfs none /run && mkdir /run/sshd && mount --bind {self.srv} /srv && "
+        # an admin who may sudo without a password, in the box's own /etc ('*': no password,
+        # not locked -- sshd without PAM refuses a locked account even with a key)
+        admin = (f"useradd -M -d /nonexistent -s /bin/sh {ADMIN_USER} && usermod -p '*' {ADMIN_USER} && "
+                 f"echo '{ADMIN_USER} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/bl-admin && "
+                 "chmod 440 /etc/sudoers.d/bl-admin && ") if SUDO else ""
+        # the admin key where sshd can read it as a non-root user (pytest's tmp is 0700)
+        script = (f"mount -t tmpfs none /run && mkdir /run/sshd /run/bl-keys && "
+                  f"cp {workdir}/authorized_keys /run/bl-keys/ && chmod 755 /run/bl-keys && "
+                  f"chmod 644 /run/bl-keys/authorized_keys && mount --bind {self.srv} /srv && "
                   f"mount -t overlay overlay -o lowerdir=/etc,upperdir={workdir}/etc-upper,"
-                  f"workdir={workdir}/etc-work /etc && exec {SSHD} -D -e -f {config}")
+                  f"workdir={workdir}/etc-work /etc && {admin}exec {SSHD} -D -e -f {config}")
         self.log = open(workdir / "sshd.log", "wb")  # noqa: SIM115 - closed in stop()
         enter = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen([*enter, "unshare", "-m", "--propagation", "private", "sh", "-c", script],
@@ -150,13 +165,15 @@ def hosts(tmp_path: Path) -> Iterator[tuple[list[SshHost], Path]]:
             h.stop()
 
 
-def connector(boxes: list[SshHost], key: Path) -> tuple[dict[str, SshHost], Callable[[str], Connection]]:
-    """The boxes by name, and ``connect(name)`` for provisioning (root, the test's key)."""
+def connector(boxes: list[SshHost], key: Path,
+              users: dict[str, str] | None = None) -> tuple[dict[str, SshHost], Callable[[str], Connection]]:
+    """The boxes by name, and ``connect(name)`` for provisioning with the test's key, as
+    ``users[name]`` (root by default)."""
     by_name = {h.name: h for h in boxes}
 
     def connect(name: str) -> Connection:
         h = by_name[name]
-        return Connection(h.address, port=h.port, user="root", connect_kwargs={
+        return Connection(h.address, port=h.port, user=(users or {}).get(name, "root"), connect_kwargs={
             "key_filename": str(key), "look_for_keys": False, "allow_agent": False})
 
     return by_name, connect
@@ -166,7 +183,9 @@ def test_bootstrap_two_hosts_in_parallel_then_no_changes(tmp_path: Path, hosts: 
     boxes, key = hosts
     bundle = tmp_path / "branchline-1.0.0.bundle"
     bundle.write_bytes(os.urandom(200_000))
-    by_name, connect = connector(boxes, key)
+    # the first box as root, the second as an admin through sudo (when sudo is installed)
+    names = [h.name for h in boxes]
+    by_name, connect = connector(boxes, key, {names[1]: ADMIN_USER} if SUDO else None)
 
     def opts(name: str) -> BootstrapOptions:
         site = f"branch-{by_name[name].dir.name}"

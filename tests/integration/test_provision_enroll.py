@@ -48,10 +48,18 @@ from images.build import make_bundle
 from images.service import EDGE_SERVICE
 from images.signing import public_pem
 from provisioning.maintain import REDACTED, box_status, collect_logs, rotate_credentials
+from provisioning.remote import as_root
 from provisioning.tasks import BootstrapOptions, bootstrap_many
 from tests.integration.test_broker_auth import Secured, refused
 from tests.integration.test_image_install import project_wheel  # noqa: F401 (session fixture)
-from tests.integration.test_provision_bootstrap import SshHost, connector, hosts, pytestmark  # noqa: F401
+from tests.integration.test_provision_bootstrap import (  # noqa: F401 (fixture, marks)
+    ADMIN_USER,
+    SUDO,
+    SshHost,
+    connector,
+    hosts,
+    pytestmark,
+)
 from tests.integration.test_rollout_update import ADMIN, fleet_api, upload
 from tests.sipp import default_edge_config, wait_for_async, wait_for_coro
 
@@ -66,7 +74,8 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
     bundle = tmp_path / "branchline-1.0.0.bundle"
     make_bundle(bundle, version="1.0.0", key=signing_key, wheels=[project_wheel], files_dir=None,
                 build_time=1_700_000_000)
-    by_name, connect = connector(boxes, key)
+    # as an admin through sudo (root where sudo is not installed)
+    by_name, connect = connector(boxes, key, {h.name: ADMIN_USER for h in boxes} if SUDO else None)
     site_of = {name: f"branch-{h.dir.name}" for name, h in by_name.items()}
     # the fleet and the broker listen where the boxes reach them: the test's end of the
     # first box's veth (both boxes route there), or loopback when there are no namespaces
@@ -218,7 +227,8 @@ async def test_two_hosts_installed_enrolled_and_reporting_then_no_changes(
             assert again == {s: d["enrolled_at"] for s, d in devices.items()}
 
 
-def _edge_pid(c: Connection) -> int:
+def _edge_pid(connection: Connection) -> int:
+    c = as_root(connection)
     out = c.run(f"supervisorctl -c /srv/branchline/etc/supervisord.conf pid {EDGE_SERVICE}", hide=True,
                 in_stream=False).stdout
     c.close()
