@@ -96,6 +96,8 @@ class ConsoleApp(App[None]):
         """The config file loaded and found valid: (path, its bytes)."""
         self.last_bundle: Path | None = None
         self._stale: set[str] = set(READS)
+        self._wanted_tab: str | None = None
+        """The tab a key asked for, until its activation arrives."""
         self._wake = asyncio.Event()
 
     # -- layout ---------------------------------------------------------------------------
@@ -249,12 +251,22 @@ class ConsoleApp(App[None]):
             self.pane(self.tabs.active).focus_main()
 
     def action_tab(self, tab: str) -> None:
+        if self.tabs.active != tab:  # (no activation comes for the tab that is open)
+            self._wanted_tab = tab
         self.tabs.active = tab
         self.pane(tab).focus_main()
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id in TABS:
-            self.call_after_refresh(self._focus_if_active, event.pane.id)
+        if event.pane.id not in TABS:
+            return
+        wanted = self._wanted_tab
+        if wanted is not None and event.pane.id != wanted:
+            # the first tab's activation at start, arriving after a key chose another
+            # (a key pressed while the tabs were still mounting): the key wins
+            self.tabs.active = wanted
+            return
+        self._wanted_tab = None
+        self.call_after_refresh(self._focus_if_active, event.pane.id)
 
     def _focus_if_active(self, tab: str) -> None:
         """Focus a tab's main widget, unless another tab was opened meanwhile (the first

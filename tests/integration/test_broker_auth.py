@@ -20,27 +20,24 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import paho.mqtt.client as paho
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_core.telemetry import protocol as p
-from fleet.api.app import create_app
-from fleet.api.auth import Role, TokenRegistry
 from fleet.broker_auth import BrokerAuth, check_password, hash_password
-from fleet.configs import ConfigStore
-from fleet.mqtt import BROKER_ENV, MqttConnection, MqttError, RetainedPublisher
+from fleet.mqtt import BROKER_ENV, MqttConnection, MqttError
 from fleet.store import FleetStore
 from fleet.worker import IngestWorker, WorkerSettings
 from tests.brokers import Mosquitto, mosquitto_binary
+from tests.integration.test_rollout_update import fleet_api as rollout_fleet_api
 from tests.sipp import free_tcp_port, wait_for_async, wait_for_coro
 
 pytestmark = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed")
@@ -78,34 +75,12 @@ def secured(tmp_path: Path) -> Iterator[Secured]:
         yield s
 
 
-@asynccontextmanager
-async def fleet_api(tmp_path: Path, db_url: str, secured: Secured) -> AsyncIterator[httpx.AsyncClient]:
-    """The NOC API on a free port with broker auth; its config publisher and rollout
-    control connect with the fleet's credentials. Yields a client with the admin token."""
-    store = await FleetStore.open(db_url)
-    tokens = TokenRegistry()
-    tokens.issue("admin", Role.admin, created_by="test", secret=ADMIN)
-    tokens.issue("noc", Role.viewer, created_by="test", secret=VIEWER)
-    publisher = RetainedPublisher(secured.fleet_url, "fleet-api-config")
-    app = create_app(store, configs=ConfigStore(store, Ed25519PrivateKey.generate(), publisher), tokens=tokens,
-                     dashboard_dir=None)
-    app.state.bundle_dir = tmp_path / "bundles"
-    app.state.broker_auth = secured.auth
-    port = free_tcp_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    try:
-        await wait_for_async(lambda: server.started or task.done(), 20, what="uvicorn started")
-        assert not task.done(), task
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                                     headers={"Authorization": f"Bearer {ADMIN}"}) as client:
-            client.app_state = app.state  # type: ignore[attr-defined]
-            yield client
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        await publisher.close()
-        await store.close()
+def fleet_api(tmp_path: Path, db_url: str, secured: Secured) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    """The NOC API on a free port with broker auth; its config publisher connects with
+    the fleet's credentials (no rollout control loop). Yields a client with the admin
+    token."""
+    return rollout_fleet_api(tmp_path, None, db_url=db_url, config_broker=secured.fleet_url, admin=ADMIN,
+                             viewer=VIEWER, broker_auth=secured.auth)
 
 
 def _public_pem() -> str:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fleet.api.app import create_app
 from fleet.api.auth import Role, TokenRegistry
 from fleet.configs import ConfigStore
+from fleet.mqtt import RetainedPublisher
 from fleet.store import FleetStore
 from images.agent import download
 from images.signing import public_pem
@@ -52,14 +53,20 @@ ADMIN = "rollout-test-admin-token"
 
 
 @asynccontextmanager
-async def fleet_api(tmp_path: Path, broker_url: str | None, *, host: str = "127.0.0.1",
+async def fleet_api(tmp_path: Path, broker_url: str | None, *, host: str = "127.0.0.1", db_url: str | None = None,
+                    config_broker: str | None = None, admin: str = ADMIN, viewer: str | None = None,
                     **state: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The NOC API on a free port of ``host`` (lifespan on: rollout tables and control
-    loop); yields a client with the admin token."""
-    store = await FleetStore.open(f"sqlite+aiosqlite:///{tmp_path / 'fleet.db'}")
+    """The NOC API on a free port of ``host`` (lifespan on: rollout tables, and the control
+    loop on ``broker_url`` when given) over ``db_url`` (default: SQLite in ``tmp_path``),
+    pushing configs through ``config_broker`` when given; ``state`` goes onto
+    ``app.state``. Yields a client with the ``admin`` token (``viewer``: a viewer token too)."""
+    store = await FleetStore.open(db_url or f"sqlite+aiosqlite:///{tmp_path / 'fleet.db'}")
     tokens = TokenRegistry()
-    tokens.issue("admin", Role.admin, created_by="test", secret=ADMIN)
-    configs = ConfigStore(store, Ed25519PrivateKey.generate(), None)
+    tokens.issue("admin", Role.admin, created_by="test", secret=admin)
+    if viewer is not None:
+        tokens.issue("noc", Role.viewer, created_by="test", secret=viewer)
+    publisher = RetainedPublisher(config_broker, "fleet-api-config") if config_broker else None
+    configs = ConfigStore(store, Ed25519PrivateKey.generate(), publisher)
     app = create_app(store, configs=configs, tokens=tokens, dashboard_dir=None)
     app.state.bundle_dir = tmp_path / "bundles"
     app.state.rollout_broker = broker_url
@@ -73,12 +80,14 @@ async def fleet_api(tmp_path: Path, broker_url: str | None, *, host: str = "127.
         await wait_for_async(lambda: server.started or task.done(), 20, what="uvicorn started")
         assert not task.done(), task
         async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=30,
-                                     headers={"Authorization": f"Bearer {ADMIN}"}) as client:
+                                     headers={"Authorization": f"Bearer {admin}"}) as client:
             client.app_state = app.state  # type: ignore[attr-defined]
             yield client
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
+        if publisher is not None:
+            await publisher.close()
         await store.close()
 
 
