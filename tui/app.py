@@ -72,6 +72,9 @@ INSTALL_TIMEOUT_S = 300.0
 
 class ConsoleApp(App[None]):
     TITLE = "Branchline console"
+    AUTO_FOCUS = None
+    """Focus is the tabs' business (a tab's activation focuses its main widget): Textual's
+    own first-focusable focus, arriving late under load, took it from a tab a key chose."""
     CSS_PATH = "console.tcss"
     COMMANDS: ClassVar[set[Any]] = App.COMMANDS | {ConsoleCommands}
     BINDINGS = [
