@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,13 +25,14 @@ def _connector(args: argparse.Namespace) -> Callable[[str], Any]:
 
 def _each(args: argparse.Namespace, work: Callable[[Any], T]) -> list[T]:
     """``work(connection)`` for every host in parallel; results in host order."""
+    from provisioning.tasks import on_hosts
+
     connect = _connector(args)
-    with ThreadPoolExecutor(max_workers=max(1, min(args.parallel, len(args.hosts)))) as pool:
-        return list(pool.map(lambda h: work(connect(h)), args.hosts))
+    return on_hosts(args.hosts, lambda h: work(connect(h)), args.parallel)
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from provisioning.tasks import BootstrapOptions, bootstrap_many
+    from provisioning.tasks import BootstrapOptions, StepResult, bootstrap_many
 
     tokens = dict(zip(args.hosts, args.enroll_token or [], strict=False))
     pubkey = Path(args.bundle_pubkey).read_bytes() if args.bundle_pubkey else b""
@@ -44,7 +44,11 @@ def _bootstrap(args: argparse.Namespace) -> int:
                                 install=not args.no_install, service=args.service, service_user=args.service_user,
                                 python=args.python, apt=not args.no_apt)
 
-    reports = bootstrap_many(_connector(args), args.hosts, opts, parallel=args.parallel)
+    def progress(host: str, step: StepResult) -> None:  # one line per step as it finishes
+        print(f"{host}: {'*' if step.changed else '-'} {step.name}: {step.detail}", flush=True)
+
+    reports = bootstrap_many(_connector(args), args.hosts, opts, parallel=args.parallel, on_step=progress)
+    print()
     for report in reports:
         print("\n".join(report.lines()))
     return 0 if all(r.ok for r in reports) else 1

@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from fabric import Connection
@@ -55,6 +55,8 @@ from fabric import Connection
 from images.bundle import VerifiedBundle
 from images.manifest import Manifest
 from provisioning.remote import Remote, as_root
+
+T = TypeVar("T")
 
 SUPPORTED_ARCH = ("x86_64", "aarch64")
 SUPPORTED_OS = ("debian",)
@@ -77,10 +79,20 @@ class HostReport:
     steps: list[StepResult] = field(default_factory=list)
     error: str = ""
     public_key: str = ""
+    on_step: Callable[[str, StepResult], None] | None = field(default=None, repr=False, compare=False)
+    """Told of each step as it finishes (the CLI prints progress: a bootstrap takes minutes)."""
 
     @property
     def changed(self) -> bool:
         return any(s.changed for s in self.steps)
+
+    def add(self, *steps: StepResult) -> StepResult:
+        """Record steps as they finish, telling ``on_step`` (progress); returns the last."""
+        for step in steps:
+            self.steps.append(step)
+            if self.on_step is not None:
+                self.on_step(self.host, step)
+        return steps[-1]
 
     def lines(self) -> list[str]:
         out = [f"{self.host}: {'FAILED ' + self.error if not self.ok else 'changed' if self.changed else 'no changes'}"]
@@ -471,9 +483,10 @@ def health(c: Remote, root: str) -> StepResult:
     return StepResult("health", False, "passed: " + ", ".join(k["name"] for k in checks))
 
 
-def bootstrap(connection: Connection, opts: BootstrapOptions) -> HostReport:
+def bootstrap(connection: Connection, opts: BootstrapOptions,
+              on_step: Callable[[str, StepResult], None] | None = None) -> HostReport:
     c = as_root(connection)
-    report = HostReport(c.host if c.port == 22 else f"{c.host}:{c.port}")
+    report = HostReport(c.host if c.port == 22 else f"{c.host}:{c.port}", on_step=on_step)
     user = opts.service_user
     try:
         verified: VerifiedBundle | None = None
@@ -481,30 +494,30 @@ def bootstrap(connection: Connection, opts: BootstrapOptions) -> HostReport:
             if not opts.bundle_public_key:
                 raise RuntimeError("installing needs the bundle's public key (--bundle-pubkey)")
             verified = verify_bundle_locally(opts)
-        report.steps.append(check_platform(c))
-        report.steps.append(packages(c, opts))
+        report.add(check_platform(c))
+        report.add(packages(c, opts))
         if verified is not None:
-            report.steps.append(check_bundle_fits(c, opts, verified.manifest))
-        report.steps.append(service_user(c, opts))
-        report.steps.append(make_layout(c, opts.root, user))
-        report.steps.append(upload_bundle(c, opts.bundle, opts.root))
+            report.add(check_bundle_fits(c, opts, verified.manifest))
+        report.add(service_user(c, opts))
+        report.add(make_layout(c, opts.root, user))
+        report.add(upload_bundle(c, opts.bundle, opts.root))
         step, report.public_key = identity_key(c, opts.root, user)
-        report.steps.append(step)
+        report.add(step)
         step, telemetry, record = enroll(c, opts, report.public_key)
-        report.steps.append(step)
-        report.steps += updater_config(c, opts)
+        report.add(step)
+        report.add(*updater_config(c, opts))
         config_step = site_config(c, opts, telemetry)
-        report.steps.append(config_step)
+        report.add(config_step)
         if record is not None:
             write_enrollment_record(c, opts, record)
         if verified is not None:
-            report.steps.append(service(c, opts))
+            report.add(service(c, opts))
             step = install(c, opts, verified)
-            report.steps.append(step)
+            report.add(step)
             if config_step.changed and not step.changed:
-                report.steps.append(apply_config(c, opts))
-            report.steps.append(updater(c, opts))
-            report.steps.append(health(c, opts.root))
+                report.add(apply_config(c, opts))
+            report.add(updater(c, opts))
+            report.add(health(c, opts.root))
     except Exception as exc:  # one host's failure is reported, the others go on
         report.ok, report.error = False, f"{type(exc).__name__}: {exc}"
     finally:
@@ -512,8 +525,14 @@ def bootstrap(connection: Connection, opts: BootstrapOptions) -> HostReport:
     return report
 
 
-def bootstrap_many(connect: Callable[[str], Connection], hosts: list[str],
-                   opts_for: Callable[[str], BootstrapOptions], parallel: int = 8) -> list[HostReport]:
-    """Bootstrap every host in parallel; reports in the order of ``hosts``."""
+def on_hosts(hosts: list[str], work: Callable[[str], T], parallel: int = 8) -> list[T]:
+    """``work(host)`` for every host in parallel; results in the order of ``hosts``."""
     with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(hosts)))) as pool:
-        return list(pool.map(lambda h: bootstrap(connect(h), opts_for(h)), hosts))
+        return list(pool.map(work, hosts))
+
+
+def bootstrap_many(connect: Callable[[str], Connection], hosts: list[str],
+                   opts_for: Callable[[str], BootstrapOptions], parallel: int = 8,
+                   on_step: Callable[[str, StepResult], None] | None = None) -> list[HostReport]:
+    """Bootstrap every host in parallel; reports in the order of ``hosts``."""
+    return on_hosts(hosts, lambda h: bootstrap(connect(h), opts_for(h), on_step), parallel)

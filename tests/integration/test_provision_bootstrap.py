@@ -193,8 +193,10 @@ def test_bootstrap_two_hosts_in_parallel_then_no_changes(tmp_path: Path, hosts: 
                                 site_config={"api": {"socket": "var/edge.sock"}}, install=False,
                                 service_user="blsvc")
 
-    first = bootstrap_many(connect, list(by_name), opts)
+    told: list[tuple[str, str]] = []  # progress, as each step finishes
+    first = bootstrap_many(connect, list(by_name), opts, on_step=lambda host, step: told.append((host, step.name)))
     for report in first:
+        assert [name for host, name in told if host == report.host] == [s.name for s in report.steps]
         assert report.ok, "\n".join(report.lines())
         assert report.changed
         assert {s.name for s in report.steps if s.changed} == {
