@@ -39,6 +39,7 @@ from fleet.configs import ConfigStore
 from fleet.mqtt import RetainedPublisher
 from fleet.store import FleetStore
 from images.agent import download
+from images.build import make_bundle
 from images.signing import public_pem
 from tests.brokers import Mosquitto, mosquitto_binary
 from tests.integration.test_image_install import SUPERVISORD, Box, project_wheel  # noqa: F401 (fixture)
@@ -89,6 +90,18 @@ async def fleet_api(tmp_path: Path, broker_url: str | None, *, host: str = "127.
         if publisher is not None:
             await publisher.close()
         await store.close()
+
+
+def placeholder_bundle(tmp_path: Path, version: str) -> Path:
+    """A validly signed bundle whose wheel is placeholder bytes: for campaigns whose boxes
+    are stand-ins that never install it."""
+    wheels = tmp_path / f"w-{version}"
+    wheels.mkdir()
+    (wheels / f"branchline-{version}-py3-none-any.whl").write_bytes(b"wheel" * 100)
+    bundle = tmp_path / f"{version}.bundle"
+    make_bundle(bundle, version=version, key=Ed25519PrivateKey.generate(), wheels=sorted(wheels.glob("*.whl")),
+                build_time=1_700_000_000)
+    return bundle
 
 
 async def upload(client: httpx.AsyncClient, bundle: Path) -> dict[str, Any]:

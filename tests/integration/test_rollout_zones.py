@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 
 from fleet.store import FleetStore, schema
-from images.build import make_bundle
 from tests.brokers import Mosquitto, mosquitto_binary
-from tests.integration.test_rollout_update import broker, fleet_api, upload  # noqa: F401 (fixture)
+from tests.integration.test_rollout_update import broker, fleet_api, placeholder_bundle, upload  # noqa: F401 (fixture)
 from tests.sipp import wait_for_coro
 
 pytestmark = [pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto not installed"),
@@ -25,14 +24,7 @@ NOW = datetime(2024, 3, 5, 20, 30, tzinfo=UTC).timestamp()
 
 
 async def test_each_site_waits_for_its_own_window(tmp_path: Path, broker: Mosquitto) -> None:  # noqa: F811
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    wheels = tmp_path / "w"
-    wheels.mkdir()
-    (wheels / "branchline-3.1.0-py3-none-any.whl").write_bytes(b"wheel" * 100)
-    bundle = tmp_path / "b.bundle"
-    make_bundle(bundle, version="3.1.0", key=Ed25519PrivateKey.generate(), wheels=sorted(wheels.glob("*.whl")),
-                build_time=1_700_000_000)
+    bundle = placeholder_bundle(tmp_path, "3.1.0")
     async with fleet_api(tmp_path, broker.url) as api:
         state: Any = api.app_state  # type: ignore[attr-defined]
         state.rollout_controller.clock = lambda: NOW

@@ -43,10 +43,9 @@ from edge_core.telemetry import protocol
 from fleet.store import FleetStore, schema
 from fleet.worker import IngestWorker, WorkerSettings
 from images import agent
-from images.build import make_bundle
 from tests.brokers import Mosquitto, mosquitto_binary
 from tests.fleet_peer import FleetPeer
-from tests.integration.test_rollout_update import fleet_api, upload
+from tests.integration.test_rollout_update import fleet_api, placeholder_bundle, upload
 from tests.integration.test_telemetry import telemetry_overrides
 from tests.sipp import EdgeProcess, deep_merge, default_edge_config, wait_for_async, wait_for_coro
 
@@ -123,12 +122,7 @@ class Fleet:
 async def fleet(tmp_path: Path, mq: Mosquitto, *, install_timeout_s: float = 600) -> AsyncIterator[Fleet]:
     """API + control loop + ingest worker + peer; a campaign to SITE whose ``update``
     command went out (no edge listens yet) and is in hand."""
-    wheels = tmp_path / "w"
-    wheels.mkdir()
-    (wheels / "branchline-2.0.0-py3-none-any.whl").write_bytes(b"wheel" * 100)
-    bundle = tmp_path / "b.bundle"
-    make_bundle(bundle, version="2.0.0", key=Ed25519PrivateKey.generate(), wheels=sorted(wheels.glob("*.whl")),
-                build_time=1_700_000_000)
+    bundle = placeholder_bundle(tmp_path, "2.0.0")
     async with fleet_api(tmp_path, mq.url) as api:
         store: FleetStore = api.app_state.ctx.store  # type: ignore[attr-defined]
         worker = IngestWorker(store, WorkerSettings(mq.url, "fleet-test-w0", group=None, reconnect_max_s=0.3))
